@@ -1,0 +1,22 @@
+# cscniche: cancer-stem-cell scoring and immune-niche tables for single-cell tumour data.
+# This file is the table of contents; rules live in workflow/rules/, logic in src/cscniche/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/stemness.smk"
+include: "workflow/rules/niche.smk"
+include: "workflow/rules/cohort.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,230 @@
+"""Load one sample into an AnnData with raw counts.
+
+The contract: :func:`load_sample` returns an AnnData whose ``X`` and ``layers['counts']``
+hold raw integer counts (CSR, float32), whose ``var_names`` are unique gene symbols, and
+whose ``uns['cscniche']['load']`` records where the counts came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("h5ad", "10x_h5", "10x_mtx", "loom", "csv")
+SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "feature_name", "gene_name", "symbol", "gene")
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+#: values above this are not log1p-normalised counts (log1p(1e13) ~ 30)
+LOG_MAX = 30.0
+
+
+def guess_format(path: str | Path) -> str:
+    """Guess the input format from a path name (a directory is a 10x mtx folder)."""
+    p = Path(path)
+    name = p.name.lower()
+    if p.is_dir():
+        return "10x_mtx"
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith(".h5"):
+        return "10x_h5"
+    if name.endswith(".loom"):
+        return "loom"
+    if re.search(r"\.(csv|tsv|txt)(\.gz)?$", name):
+        return "csv"
+    raise InputError(
+        f"cannot guess the format from the name; set the sample sheet column 'format' to one of {', '.join(FORMATS)}",
+        path=str(path),
+    )
+
+
+def _read(path: Path, fmt: str) -> ad.AnnData:
+    import scanpy as sc
+
+    if fmt == "h5ad":
+        return ad.read_h5ad(path)
+    if fmt == "10x_h5":
+        return sc.read_10x_h5(path)
+    if fmt == "10x_mtx":
+        return sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+    if fmt == "loom":
+        return ad.read_loom(path)
+    if fmt == "csv":
+        sep = "\t" if re.search(r"\.(tsv|txt)(\.gz)?$", path.name.lower()) else ","
+        df = pd.read_csv(path, sep=sep, index_col=0)
+        return ad.AnnData(
+            sparse.csr_matrix(df.to_numpy(dtype=np.float32)),
+            obs=pd.DataFrame(index=df.index.astype(str)),
+            var=pd.DataFrame(index=df.columns.astype(str)),
+        )
+    raise InputError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}", path=str(path))
+
+
+def _sample_values(m) -> np.ndarray:
+    """Up to one million stored values of a matrix, for cheap checks."""
+    vals = m.data if sparse.issparse(m) else np.asarray(m).ravel()
+    if vals.size > 1_000_000:
+        idx = np.random.default_rng(0).choice(vals.size, 1_000_000, replace=False)
+        vals = vals[idx]
+    return np.asarray(vals, dtype=np.float64)
+
+
+def diagnose_counts(m) -> str | None:
+    """Return ``None`` when ``m`` looks like raw counts, else why not (a short phrase)."""
+    vals = _sample_values(m)
+    if vals.size == 0:
+        return "the matrix has no non-zero value"
+    if not np.all(np.isfinite(vals)):
+        return "the matrix has NaN or infinite values"
+    if np.any(vals < 0):
+        return "the matrix has negative values"
+    if not np.allclose(vals, np.round(vals), atol=1e-6):
+        if vals.max() <= LOG_MAX:
+            return f"the values look log-normalised (non-integers, max {vals.max():.2f})"
+        return "the values are not integers (normalised, TPM or corrected data?)"
+    return None
+
+
+def find_counts(adata: ad.AnnData) -> tuple[str, ad.AnnData]:
+    """Find raw counts in ``layers['counts']``, ``raw`` or ``X``; return (where, AnnData of counts).
+
+    Raises
+    ------
+    ValueError
+        When none of them hold raw counts; the message says what ``X`` looks like.
+    """
+    candidates = []
+    if "counts" in adata.layers:
+        candidates.append(("layers['counts']", adata.layers["counts"], adata.var))
+    if adata.raw is not None:
+        candidates.append(("raw.X", adata.raw.X, adata.raw.var))
+    candidates.append(("X", adata.X, adata.var))
+    reasons = []
+    for where, m, var in candidates:
+        if m is None:
+            continue
+        why = diagnose_counts(m)
+        if why is None:
+            counts = ad.AnnData(
+                X=sparse.csr_matrix(m, dtype=np.float32),
+                obs=adata.obs.copy(),
+                var=var.copy(),
+                obsm=dict(adata.obsm),
+                uns=dict(adata.uns),
+            )
+            return where, counts
+        reasons.append(f"{where}: {why}")
+    raise ValueError("no raw counts found (" + "; ".join(reasons) + "); give the unnormalised integer count matrix")
+
+
+def _symbols(adata: ad.AnnData) -> tuple[pd.Index, str]:
+    names = adata.var_names.astype(str)
+    ens = np.mean([bool(_ENSEMBL.match(n)) for n in names[:2000]]) if len(names) else 0.0
+    if ens > 0.5:
+        for col in SYMBOL_COLUMNS:
+            if col in adata.var.columns:
+                sym = adata.var[col].astype(str)
+                ok = sym.notna() & (sym != "") & (sym != "nan")
+                return pd.Index(np.where(ok, sym, names)), f"var['{col}']"
+        raise ValueError(
+            "gene identifiers are Ensembl IDs and no gene-symbol column was found "
+            f"(looked for var columns {', '.join(SYMBOL_COLUMNS)}); add one"
+        )
+    return pd.Index(names), "var_names"
+
+
+def load_sample(
+    path: str | Path,
+    *,
+    sample: str,
+    fmt: str | None = None,
+    cell_type_key: str | None = None,
+    spatial_key: str = "spatial",
+) -> ad.AnnData:
+    """Load one sample and return raw counts with gene symbols.
+
+    Parameters
+    ----------
+    path
+        A .h5ad, 10x .h5, 10x mtx folder, .loom or csv/tsv (cells x genes) file.
+    sample
+        Sample ID, used in error messages and written to ``obs['sample']``.
+    fmt
+        One of :data:`FORMATS`; guessed from the path when ``None``.
+    cell_type_key
+        ``obs`` column with author cell-type labels; must exist when given.
+
+    Returns
+    -------
+    AnnData with ``X`` = ``layers['counts']`` = raw counts (CSR float32).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found; check the 'path' column of the sample sheet", sample=sample, path=str(path))
+    fmt = fmt or guess_format(path)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}", sample=sample, path=str(path))
+    try:
+        raw = _read(path, fmt)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"could not be read as {fmt} ({type(exc).__name__}: {first}); check that the file is complete and of that format",
+            sample=sample,
+            path=str(path),
+        ) from None
+    if raw.n_obs == 0 or raw.n_vars == 0:
+        raise InputError(
+            f"has {raw.n_obs} cells and {raw.n_vars} genes; nothing to analyse", sample=sample, path=str(path)
+        )
+    if cell_type_key and cell_type_key not in raw.obs.columns:
+        cols = ", ".join(map(str, raw.obs.columns[:20])) or "none"
+        raise InputError(
+            f"cell_type_key '{cell_type_key}' is not an obs column (columns: {cols}); fix the sample sheet",
+            sample=sample,
+            path=str(path),
+        )
+    try:
+        where, adata = find_counts(raw)
+        symbols, symbol_source = _symbols(adata)
+    except ValueError as exc:
+        raise InputError(str(exc), sample=sample, path=str(path)) from None
+    adata.var["original_id"] = adata.var_names.astype(str)
+    adata.var_names = symbols
+    n_dup = int(adata.var_names.duplicated().sum())
+    if n_dup:
+        log.warning(
+            "sample %s: %d duplicated gene names made unique (e.g. %s)",
+            sample,
+            n_dup,
+            ", ".join(adata.var_names[adata.var_names.duplicated()][:5]),
+        )
+        adata.var_names_make_unique()
+    if not adata.obs_names.is_unique:
+        adata.obs_names_make_unique()
+    if spatial_key in adata.obsm and spatial_key != "spatial":
+        adata.obsm["spatial"] = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    adata.layers["counts"] = adata.X.copy()
+    adata.obs["sample"] = sample
+    adata.uns["cscniche"] = {
+        "load": {
+            "path": str(path),
+            "format": fmt,
+            "counts_from": where,
+            "symbols_from": symbol_source,
+            "n_duplicated_genes": n_dup,
+        }
+    }
+    log.info("sample %s: %d cells x %d genes, counts from %s", sample, adata.n_obs, adata.n_vars, where)
+    return adata

@@ -1,0 +1,192 @@
+"""One function per workflow step, each taking and returning AnnData/tables (no file paths but inputs).
+
+The Snakemake scripts in ``workflow/scripts`` call exactly one of these; they can equally be used
+from Python::
+
+    import cscniche as cn
+    adata = cn.io.load_sample("tumour.h5ad", sample="s1", cell_type_key="celltype")
+    adata, qc = cn.stages.qc(adata, sample="s1")
+    cn.stages.embed(adata)
+    cn.stages.annotate(adata, cell_type_key="celltype")
+    cn.stages.score(adata, sample="s1")
+    knn_table = cn.stages.neighbours(adata, sample="s1")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from . import annotate as _ann
+from . import checkpoints as _cp
+from . import neighbours as _nb
+from . import preprocess as _pp
+from . import scoring as _sc
+from ._errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def qc(adata: ad.AnnData, *, sample: str, target_sum: float = 1e4, **thresholds) -> tuple[ad.AnnData, pd.DataFrame]:
+    """QC-filter and log-normalise; returns the filtered AnnData and the one-row QC table."""
+    adata, table = _pp.qc_filter(adata, sample=sample, **thresholds)
+    _pp.normalise(adata, target_sum=target_sum)
+    return adata, table
+
+
+def embed(adata: ad.AnnData, *, seed: int = 0, **params) -> None:
+    """PCA, kNN graph, Leiden clusters and UMAP in place (see :func:`cscniche.preprocess.embed_and_cluster`)."""
+    _pp.embed_and_cluster(adata, seed=seed, **params)
+
+
+def annotate(
+    adata: ad.AnnData,
+    *,
+    cell_type_key: str | None = None,
+    markers: str | Path = "config/markers.tsv",
+    compartments: str | Path = "config/compartments.tsv",
+) -> None:
+    """Cell types and compartments in place (author labels when ``cell_type_key``, else markers)."""
+    _ann.assign_cell_types(
+        adata,
+        cell_type_key=cell_type_key or None,
+        markers=_ann.read_markers(markers),
+        rules=_ann.read_compartment_rules(compartments),
+    )
+
+
+def score(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    gene_sets: list[str | Path] | None = None,
+    stemness_sets: list[str] | None = None,
+    min_fraction_present: float = 0.5,
+    ctrl_size: int = 50,
+    markers: list[str] | tuple[str, ...] = _sc.CSC_MARKERS,
+    quantile: float = 0.9,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Signature scores, marker columns, stemness index and CSC call, in place; returns signature coverage."""
+    sets: dict[str, list[str]] = {}
+    for path in gene_sets or ["config/genesets/csc_signatures.gmt"]:
+        for name, genes in _sc.read_gmt(path).items():
+            if name in sets:
+                raise InputError(f"gene set '{name}' is defined in more than one GMT file", path=str(path))
+            sets[name] = genes
+    stemness_sets = list(stemness_sets or sets)
+    unknown = [s for s in stemness_sets if s not in sets]
+    if unknown:
+        raise InputError(f"stemness_sets {unknown} are not in the gene-set files; known: {sorted(sets)}")
+    try:
+        coverage = _sc.score_signatures(
+            adata, sets, min_fraction=min_fraction_present, ctrl_size=ctrl_size, seed=seed, sample=sample
+        )
+    except ValueError as exc:
+        raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
+    coverage.insert(0, "sample", sample)
+    _sc.marker_expression(adata, markers)
+    adata.obs["stemness"] = _sc.stemness_index(adata, stemness_sets)
+    n_csc = _sc.call_csc(adata, quantile=quantile)
+    info = adata.uns.setdefault("cscniche", {})
+    info["signature_coverage"] = coverage
+    info["stemness_sets"] = stemness_sets
+    info["csc_rule"] = f"malignant and stemness >= quantile {quantile} of malignant cells"
+    log.info(
+        "sample %s: %d CSC among %d malignant cells",
+        sample,
+        n_csc,
+        int((adata.obs["compartment"] == "malignant").sum()),
+    )
+    return coverage
+
+
+def neighbours(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    n_permutations: int = 1000,
+    spatial_k: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Immune-neighbour enrichment on the kNN graph and, when ``obsm['spatial']`` exists, in space."""
+    args = dict(
+        cell_type=adata.obs["cell_type"].to_numpy(),
+        compartment=adata.obs["compartment"].to_numpy(),
+        csc=adata.obs["csc"].to_numpy(),
+        sample=sample,
+        n_permutations=n_permutations,
+        seed=seed,
+    )
+    tables = [_nb.neighbour_enrichment(_nb.knn_adjacency(adata.obsp["distances"]), neighbourhood="knn", **args)]
+    if "spatial" in adata.obsm:
+        coords = np.asarray(adata.obsm["spatial"])[:, :2]
+        tables.append(
+            _nb.neighbour_enrichment(_nb.spatial_adjacency(coords, k=spatial_k), neighbourhood="spatial", **args)
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path = "config/checkpoints.tsv") -> pd.DataFrame:
+    """Checkpoint expression table (see :func:`cscniche.checkpoints.checkpoint_table`)."""
+    return _cp.checkpoint_table(adata, _cp.read_checkpoints(genes), sample=sample)
+
+
+CELL_COLUMNS = ["cell_id", "sample", "cell_type", "compartment", "n_genes"]
+
+
+def cells_table(adata: ad.AnnData) -> pd.DataFrame:
+    """The per-cell output table: ids, labels, scores, stemness, CSC flag, marker columns, UMAP and truth."""
+    obs = adata.obs
+    df = pd.DataFrame({"cell_id": adata.obs_names.astype(str)})
+    for c in [
+        "sample",
+        "cell_type",
+        "cell_type_source",
+        "compartment",
+        "n_genes",
+        "total_counts",
+        "pct_counts_mt",
+        "leiden",
+    ]:
+        if c in obs:
+            df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
+    scores = [c for c in obs.columns if c.startswith("score_")]
+    for c in scores + ["stemness", "csc", "group"]:
+        df[c] = obs[c].to_numpy()
+    for c in obs.columns:
+        if c.startswith(("expr_", "detected_", "truth_")):
+            df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
+    for key, name in (("X_umap", "umap"), ("spatial", "spatial")):
+        if key in adata.obsm:
+            m = np.asarray(adata.obsm[key])
+            df[f"{name}_1"], df[f"{name}_2"] = m[:, 0], m[:, 1]
+    return df
+
+
+def concat_tables(paths: list[str | Path], *, sep: str = "\t") -> pd.DataFrame:
+    """Concatenate per-sample tables (same columns) in the order given."""
+    frames = [pd.read_csv(p, sep=sep) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def export(
+    adata: ad.AnnData, *, neighbours: str | Path | None = None, checkpoints: str | Path | None = None
+) -> pd.DataFrame:
+    """Store the neighbour and checkpoint tables in ``uns['cscniche']`` and return :func:`cells_table`."""
+    info = adata.uns.setdefault("cscniche", {})
+    for key, path in (("immune_neighbours", neighbours), ("checkpoints", checkpoints)):
+        if path is not None:
+            table = pd.read_csv(path, sep="\t")
+            text = table.select_dtypes(include="object").columns
+            table[text] = table[text].fillna("").astype(str)
+            info[key] = table
+    return cells_table(adata)
+
+
+#: gzip settings that make ``.tsv.gz`` outputs byte-identical across runs (no timestamp in the header)
+GZIP = {"method": "gzip", "mtime": 0}

@@ -1,0 +1,85 @@
+rule load:
+    input:
+        sample_input,
+    output:
+        temp("results/{sample}/intermediate/loaded.h5ad"),
+    log:
+        "logs/{sample}/load.log",
+    benchmark:
+        "benchmarks/{sample}/load.tsv"
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 6),
+        runtime=runtime(10, 0.05),
+    params:
+        fmt=lambda wc: sample_row(wc)["format"],
+        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
+    script:
+        "../scripts/load.py"
+
+
+rule qc:
+    input:
+        "results/{sample}/intermediate/loaded.h5ad",
+    output:
+        h5ad=temp("results/{sample}/intermediate/qc.h5ad"),
+        table="results/{sample}/qc.tsv",
+    log:
+        "logs/{sample}/qc.log",
+    benchmark:
+        "benchmarks/{sample}/qc.tsv"
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 6),
+        runtime=runtime(10, 0.05),
+    params:
+        qc=config["qc"],
+    script:
+        "../scripts/qc.py"
+
+
+rule embed:
+    input:
+        "results/{sample}/intermediate/qc.h5ad",
+    output:
+        temp("results/{sample}/intermediate/embedded.h5ad"),
+    log:
+        "logs/{sample}/embed.log",
+    benchmark:
+        "benchmarks/{sample}/embed.tsv"
+    conda:
+        "../../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(2000, 6),
+        runtime=runtime(15, 0.2),
+    params:
+        embedding=config["embedding"],
+        seed=config["seed"],
+    script:
+        "../scripts/embed.py"
+
+
+rule annotate:
+    input:
+        h5ad="results/{sample}/intermediate/embedded.h5ad",
+        markers=config["annotation"]["markers"],
+        compartments=config["annotation"]["compartments"],
+    output:
+        temp("results/{sample}/intermediate/annotated.h5ad"),
+    log:
+        "logs/{sample}/annotate.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4),
+        runtime=runtime(10, 0.05),
+    params:
+        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
+    script:
+        "../scripts/annotate.py"

@@ -1,0 +1,21 @@
+"""Thin adapter: cell types and compartments (cscniche.stages.annotate)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
+
+import anndata as ad
+
+from cscniche import stages
+from cscniche._smk import step
+
+with step(snakemake):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    stages.annotate(
+        adata,
+        cell_type_key=snakemake.params.cell_type_key or None,
+        markers=snakemake.input.markers,
+        compartments=snakemake.input.compartments,
+    )
+    adata.write_h5ad(snakemake.output[0])

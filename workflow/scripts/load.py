@@ -1,0 +1,18 @@
+"""Thin adapter: load one sample's raw counts (cscniche.io.load_sample)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
+
+from cscniche import io
+from cscniche._smk import step
+
+with step(snakemake):
+    adata = io.load_sample(
+        snakemake.input[0],
+        sample=snakemake.wildcards.sample,
+        fmt=snakemake.params.fmt or None,
+        cell_type_key=snakemake.params.cell_type_key or None,
+    )
+    adata.write_h5ad(snakemake.output[0])

@@ -1,0 +1,25 @@
+"""Thin adapter: signature scores, stemness index and CSC call (cscniche.stages.score)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
+
+import anndata as ad
+
+from cscniche import stages
+from cscniche._smk import step
+
+with step(snakemake):
+    adata = ad.read_h5ad(snakemake.input.h5ad)
+    params = dict(snakemake.params.scoring)
+    params["gene_sets"] = list(snakemake.input.gene_sets)
+    coverage = stages.score(
+        adata,
+        sample=snakemake.wildcards.sample,
+        quantile=snakemake.params.quantile,
+        seed=snakemake.params.seed,
+        **params,
+    )
+    coverage.to_csv(snakemake.output.coverage, sep="\t", index=False)
+    adata.write_h5ad(snakemake.output.h5ad)
