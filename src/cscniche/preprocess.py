@@ -10,6 +10,7 @@ import pandas as pd
 import scanpy as sc
 
 from ._errors import InputError
+from .io import diagnose_counts
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +22,22 @@ def qc_filter(
     min_genes: int = 200,
     min_counts: int = 500,
     max_pct_mt: float = 20.0,
-    min_cells: int = 3,
+    min_cells: int = 0,
 ) -> tuple[ad.AnnData, pd.DataFrame]:
     """Filter cells and genes on QC metrics; return the filtered AnnData and a one-row QC table.
 
     Cells are kept with ``n_genes >= min_genes``, ``total_counts >= min_counts`` and
     ``pct_counts_mt <= max_pct_mt`` (mitochondrial genes: names starting with ``MT-``);
+    counts are taken from ``layers['counts']``, or from ``X`` when it holds raw counts;
     genes are kept when detected in ``>= min_cells`` cells. ``obs`` gains ``n_genes``,
     ``total_counts`` and ``pct_counts_mt``.
     """
     adata = adata.copy()
+    if "counts" not in adata.layers:
+        why = diagnose_counts(adata.X)
+        if why is not None:
+            raise InputError(f"X holds no raw counts ({why}) and there is no counts layer", sample=sample)
+        adata.layers["counts"] = adata.X.copy()
     adata.var["mt"] = adata.var_names.str.upper().str.startswith("MT-")
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
     adata.obs["n_genes"] = adata.obs["n_genes_by_counts"].astype(int)

@@ -65,7 +65,7 @@ def score(
     sample: str,
     gene_sets: list[str | Path] | None = None,
     stemness_sets: list[str] | None = None,
-    min_fraction_present: float = 0.5,
+    min_fraction_present: float = 0.25,
     ctrl_size: int = 50,
     markers: list[str] | tuple[str, ...] = _sc.CSC_MARKERS,
     quantile: float = 0.9,

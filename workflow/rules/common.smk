@@ -7,6 +7,25 @@ from snakemake.utils import validate
 
 validate(config, schema="../../config/schemas/config.schema.yaml")
 
+WORKFLOW_DIR = Path(workflow.basedir)
+
+
+def resolve(path):
+    """A config path as given when it exists (relative to the working directory), else the workflow's own copy.
+
+    So the shipped defaults (config/markers.tsv, ...) work when the pipeline runs in another directory.
+    """
+    p = Path(path)
+    if p.is_absolute() or p.exists() or not (WORKFLOW_DIR / p).exists():
+        return str(p)
+    return str(WORKFLOW_DIR / p)
+
+
+config["annotation"]["markers"] = resolve(config["annotation"]["markers"])
+config["annotation"]["compartments"] = resolve(config["annotation"]["compartments"])
+config["checkpoints"]["genes"] = resolve(config["checkpoints"]["genes"])
+config["scoring"]["gene_sets"] = [resolve(p) for p in config["scoring"]["gene_sets"]]
+
 
 def _read_sample_sheet(path):
     """Read and validate the sample sheet; every error names the sheet and the offending row."""

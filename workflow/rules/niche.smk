@@ -6,7 +6,7 @@ rule neighbours:
     log:
         "logs/{sample}/neighbours.log",
     benchmark:
-        "benchmarks/{sample}/neighbours.tsv"
+        "logs/{sample}/neighbours.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

@@ -6,7 +6,7 @@ rule load:
     log:
         "logs/{sample}/load.log",
     benchmark:
-        "benchmarks/{sample}/load.tsv"
+        "logs/{sample}/load.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -29,7 +29,7 @@ rule qc:
     log:
         "logs/{sample}/qc.log",
     benchmark:
-        "benchmarks/{sample}/qc.tsv"
+        "logs/{sample}/qc.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -50,7 +50,7 @@ rule embed:
     log:
         "logs/{sample}/embed.log",
     benchmark:
-        "benchmarks/{sample}/embed.tsv"
+        "logs/{sample}/embed.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 2

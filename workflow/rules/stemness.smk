@@ -8,7 +8,7 @@ rule score:
     log:
         "logs/{sample}/score.log",
     benchmark:
-        "benchmarks/{sample}/score.tsv"
+        "logs/{sample}/score.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

@@ -1,0 +1,54 @@
+"""Shared fixtures: paths, the real data in ../shared (skipped with a reason when absent), demo data."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_file(rel: str) -> Path:
+    """Path of a file in ../shared/data; skip the test, printing why, when it is absent."""
+    p = SHARED / rel
+    if not p.exists():
+        reason = f"shared data not available: {p} is absent (tests on real data need ../shared beside the repo)"
+        print(reason)
+        pytest.skip(reason)
+    return p
+
+
+@pytest.fixture(scope="session")
+def demo_raw():
+    """The demo tumour (raw counts), seed 1; a fresh copy per use is the caller's job."""
+    from cscniche.demo import make_demo
+    from cscniche.scoring import read_gmt
+
+    return make_demo(seed=1, gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt"))
+
+
+@pytest.fixture(scope="session")
+def demo_processed(demo_raw):
+    """Demo after QC, normalisation, embedding, marker annotation and scoring (default config)."""
+    from cscniche import stages
+
+    adata, _ = stages.qc(demo_raw.copy(), sample="demo")
+    stages.embed(adata, umap=False)
+    stages.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
+    stages.score(adata, sample="demo", gene_sets=[ROOT / "config/genesets/csc_signatures.gmt"])
+    return adata
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow (this repo's Snakefile) in ``workdir``; output captured."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        logging.getLogger("tests").error("snakemake failed:\n%s\n%s", res.stdout[-5000:], res.stderr[-5000:])
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stderr[-5000:]}")
+    return res

@@ -1,0 +1,151 @@
+"""The whole workflow: demo recovery, output contract, determinism, real data, a failing sample."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, run_snakemake, shared_file
+from sklearn.metrics import roc_auc_score
+
+pytestmark = pytest.mark.slow
+
+CELL_COLUMNS = {"cell_id", "sample", "cell_type", "compartment", "n_genes", "stemness", "csc"}
+NB_COLUMNS = ["sample", "neighbourhood", "group", "immune_type", "observed", "expected", "log2_enrichment", "p", "fdr"]
+CP_COLUMNS = ["sample", "gene", "group", "mean_expr", "frac_expr", "log2fc_csc_vs_noncsc", "p", "fdr"]
+
+
+def _workdir(tmp: Path, sheet: str, **overrides) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "samples.tsv").write_text(sheet)
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["samples"] = "samples.tsv"
+    for key, value in overrides.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp
+
+
+DEMO_SHEET = (
+    "sample\tpath\tformat\tcell_type_key\tpatient\n"
+    "demo_p1\tresources/demo/demo_p1.h5ad\th5ad\t\tP1\n"
+    "demo_p2\tresources/demo/demo_p2.h5ad\th5ad\ttruth_cell_type\tP2\n"
+)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    wd = _workdir(tmp_path_factory.mktemp("demo"), DEMO_SHEET)
+    run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "2")
+    return wd
+
+
+def test_demo_outputs_follow_the_contract(demo_run):
+    for s in ("demo_p1", "demo_p2"):
+        cells = pd.read_csv(demo_run / f"results/{s}/cells.tsv.gz", sep="\t")
+        assert CELL_COLUMNS <= set(cells.columns)
+        assert {f"score_{n}" for n in ("CSC_MARKERS", "WNT_BETA_CATENIN", "NOTCH", "IL6_JAK_STAT3")} <= set(
+            cells.columns
+        )
+        assert set(cells["compartment"]) <= {"malignant", "immune", "stromal", "other"}
+        nb = pd.read_csv(demo_run / f"results/{s}/immune_neighbours.tsv", sep="\t")
+        assert list(nb.columns[: len(NB_COLUMNS)]) == NB_COLUMNS or set(NB_COLUMNS) <= set(nb.columns)
+        assert set(nb["neighbourhood"]) == {"knn", "spatial"}
+        cp = pd.read_csv(demo_run / f"results/{s}/checkpoints.tsv", sep="\t")
+        assert set(CP_COLUMNS) <= set(cp.columns)
+        import anndata as ad
+
+        a = ad.read_h5ad(demo_run / f"results/{s}/scored.h5ad")
+        assert {"stemness", "csc", "compartment"} <= set(a.obs.columns)
+        assert {"immune_neighbours", "checkpoints", "signature_coverage"} <= set(a.uns["cscniche"])
+    cohort = pd.read_csv(demo_run / "results/cohort/cells.tsv.gz", sep="\t")
+    assert set(cohort["sample"]) == {"demo_p1", "demo_p2"}
+    for t in ("immune_neighbours.tsv", "checkpoints.tsv", "qc.tsv", "signature_coverage.tsv"):
+        assert set(pd.read_csv(demo_run / "results/cohort" / t, sep="\t")["sample"]) == {"demo_p1", "demo_p2"}
+
+
+def test_demo_planted_truth_is_recovered(demo_run):
+    for s in ("demo_p1", "demo_p2"):
+        cells = pd.read_csv(demo_run / f"results/{s}/cells.tsv.gz", sep="\t")
+        mal = cells["compartment"] == "malignant"
+        assert (mal == (cells["truth_compartment"] == "malignant")).mean() > 0.99
+        auroc = roc_auc_score(cells.loc[mal, "truth_stem"], cells.loc[mal, "stemness"])
+        assert auroc >= 0.95, (s, auroc)
+        nb = pd.read_csv(demo_run / f"results/{s}/immune_neighbours.tsv", sep="\t")
+        sp = nb[(nb.neighbourhood == "spatial") & (nb.group == "CSC")].set_index("immune_type")
+        for niche in ("Macrophage", "MDSC_like"):
+            assert sp.loc[niche, "log2_enrichment"] > 0.8 and sp.loc[niche, "fdr"] < 0.05, (s, niche)
+        for kept_out in ("T_CD8", "NK"):
+            assert sp.loc[kept_out, "log2_enrichment"] < -1 and sp.loc[kept_out, "fdr"] < 0.05, (s, kept_out)
+        assert sp.loc["B", "fdr"] > 0.05  # B cells sit in a follicle far from every malignant cell
+
+
+def test_two_runs_give_identical_tables(demo_run, tmp_path):
+    wd = _workdir(tmp_path / "again", DEMO_SHEET)
+    run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "2")
+    for rel in (
+        "results/demo_p1/cells.tsv.gz",
+        "results/demo_p1/immune_neighbours.tsv",
+        "results/demo_p1/checkpoints.tsv",
+        "results/demo_p2/cells.tsv.gz",
+        "results/cohort/cells.tsv.gz",
+        "results/cohort/immune_neighbours.tsv",
+        "results/cohort/checkpoints.tsv",
+    ):
+        assert filecmp.cmp(demo_run / rel, wd / rel, shallow=False), rel
+
+
+def test_real_data_wu_and_cosmx(tmp_path):
+    wu = shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
+    cosmx = shared_file("spatial/cosmx_lung_subset.h5ad")
+    sheet = f"sample\tpath\tcell_type_key\nwu\t{wu}\tcelltype_major\ncosmx\t{cosmx}\tcell_type\n"
+    wd = _workdir(tmp_path, sheet, qc={"min_genes": 20, "min_counts": 20})
+    run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "2")
+    for s in ("wu", "cosmx"):
+        for f in ("cells.tsv.gz", "immune_neighbours.tsv", "checkpoints.tsv", "scored.h5ad", "qc.tsv"):
+            assert (wd / "results" / s / f).stat().st_size > 0
+        cells = pd.read_csv(wd / f"results/{s}/cells.tsv.gz", sep="\t")
+        assert cells["csc"].sum() > 0 and not cells.loc[cells["compartment"] != "malignant", "csc"].any()
+    wu_cells = pd.read_csv(wd / "results/wu/cells.tsv.gz", sep="\t")
+    assert set(wu_cells.loc[wu_cells.compartment == "malignant", "cell_type"]) == {"Cancer Epithelial"}
+    log = (wd / "logs/cosmx/score.log").read_text()
+    assert "CSC_MARKERS: 2 of 4 genes present (50%); missing: PROM1,THY1" in log
+    cov = pd.read_csv(wd / "results/cosmx/signature_coverage.tsv", sep="\t").set_index("signature")
+    assert cov.loc["CSC_MARKERS", "missing"] == "PROM1,THY1"
+    nb = pd.read_csv(wd / "results/cosmx/immune_neighbours.tsv", sep="\t")
+    assert set(nb["neighbourhood"]) == {"knn", "spatial"}
+    cp = pd.read_csv(wd / "results/cosmx/checkpoints.tsv", sep="\t")
+    assert "CD200" not in set(cp["gene"]) and "CD274" in set(cp["gene"])
+
+
+def test_bad_sample_fails_with_one_line_and_no_output(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import scanpy as sc
+
+    a = ad.AnnData(np.random.default_rng(0).poisson(3, (60, 50)).astype(np.float32))
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    wd = tmp_path / "bad"
+    wd.mkdir()
+    a.write_h5ad(wd / "lognorm.h5ad")
+    _workdir(wd, "sample\tpath\nlognorm\tlognorm.h5ad\n")
+    res = run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "1", check=False)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR: ")]
+    assert lines == [
+        f"ERROR: sample 'lognorm', file 'lognorm.h5ad': no raw counts found (X: the values look log-normalised "
+        f"(non-integers, max {a.X.max():.2f})); give the unnormalised integer count matrix"
+    ]
+    assert not (wd / "results/lognorm/intermediate/loaded.h5ad").exists()
+    shutil.rmtree(wd)
+
+
+def test_duplicate_sample_ids_are_refused(tmp_path):
+    wd = _workdir(tmp_path, "sample\tpath\na\tx.h5ad\na\ty.h5ad\n")
+    res = run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "-n", check=False)
+    assert res.returncode != 0 and "duplicated sample IDs ['a']" in res.stdout + res.stderr
