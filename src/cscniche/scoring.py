@@ -148,10 +148,14 @@ def stemness_index(adata: ad.AnnData, signatures: list[str], *, reference: np.nd
 def call_csc(adata: ad.AnnData, *, quantile: float = 0.9, key: str = "stemness") -> int:
     """Call CSC (``obs['csc']``) among malignant cells: stemness at or above the ``quantile`` of malignant cells.
 
-    Non-malignant cells are never CSC. Returns the number of CSC; 0 with a warning when the
-    sample has no malignant cell.
+    The malignant cells are ``obs['malignant']`` (bool) when present, else the cells of the
+    malignant compartment (and ``obs['malignant']`` is written). Non-malignant cells are never CSC.
+    ``obs['group']`` becomes CSC, nonCSC (malignant) or the cell type. Returns the number of CSC;
+    0 with a warning when the sample has no malignant cell.
     """
-    mal = (adata.obs["compartment"] == "malignant").to_numpy()
+    if "malignant" not in adata.obs:
+        adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
+    mal = adata.obs["malignant"].to_numpy(dtype=bool)
     csc = np.zeros(adata.n_obs, dtype=bool)
     if mal.sum() == 0:
         log.warning("no malignant cells: no CSC can be called")

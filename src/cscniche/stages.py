@@ -156,7 +156,7 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
         if c in obs:
             df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
     scores = [c for c in obs.columns if c.startswith("score_")]
-    for c in scores + ["stemness", "csc", "group"]:
+    for c in ["malignant"] + scores + ["stemness", "csc", "group"]:
         df[c] = obs[c].to_numpy()
     for c in obs.columns:
         if c.startswith(("expr_", "detected_", "truth_")):
