@@ -86,7 +86,8 @@ def test_call_csc_without_malignant_cells_warns(caplog):
 def test_score_stage_stops_below_min_fraction(demo_processed):
     a = demo_processed[:, [g for g in demo_processed.var_names if g not in ("PROM1", "THY1", "CD44")]].copy()
     with pytest.raises(
-        InputError, match=r"sample 'cut': signatures below the minimum fraction \(0.5\).*CSC_MARKERS 1/4"
+        InputError,
+        match=r"sample 'cut': signatures below the minimum fraction of genes present \(0.5\).*CSC_MARKERS 1/4",
     ):
         stages.score(a, sample="cut", gene_sets=[GMT], min_fraction_present=0.5)
     stages.score(a.copy(), sample="cut", gene_sets=[GMT])  # the default 0.25 lets 1 of 4 through, with a warning
