@@ -88,3 +88,113 @@ def test_knn_adjacency_binary_without_self():
     d = sparse.csr_matrix(np.array([[0.0, 0.5, 0.0], [0.5, 0.0, 2.0], [0.0, 2.0, 0.0]]))
     adj = knn_adjacency(d).toarray()
     np.testing.assert_array_equal(adj, (d.toarray() > 0).astype(float))
+
+
+def test_spatial_adjacency_matches_sklearn_knn_and_radius():
+    """The squidpy-built graph equals an exact sklearn kNN / radius search (tolerance: identical edges)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    coords = np.random.default_rng(0).uniform(0, 100, (300, 2))
+    adj = spatial_adjacency(coords, k=6)
+    _, idx = NearestNeighbors(n_neighbors=7).fit(coords).kneighbors(coords)
+    ref = sparse.csr_matrix((np.ones(300 * 6), (np.repeat(np.arange(300), 6), idx[:, 1:].ravel())), shape=(300, 300))
+    assert (adj != ref).nnz == 0
+    rad = spatial_adjacency(coords, radius=8.0).toarray()
+    d = np.linalg.norm(coords[:, None] - coords[None], axis=2)
+    np.testing.assert_array_equal(rad, ((d <= 8.0) & (d > 0)).astype(np.float32))
+
+
+def test_permutation_within_strata_removes_sample_confounding():
+    """Two samples: one rich in CSC and macrophage contacts, one poor. Pooled permutation calls an
+    enrichment that is only a sample effect; permuting within samples does not."""
+    rng = np.random.default_rng(0)
+    n_mal, n_imm = 400, 200
+    n = 2 * n_mal + n_imm
+    ct = np.array(["Malignant"] * (2 * n_mal) + ["Macrophage"] * (n_imm // 2) + ["T"] * (n_imm // 2))
+    comp = np.where(ct == "Malignant", "malignant", "immune")
+    strata = np.array(["a"] * n_mal + ["b"] * n_mal + ["x"] * n_imm)
+    csc = np.zeros(n, dtype=bool)
+    csc[rng.choice(n_mal, 120, replace=False)] = True  # sample a: 30 % CSC
+    csc[n_mal + rng.choice(n_mal, 20, replace=False)] = True  # sample b: 5 % CSC
+    mac, t = np.flatnonzero(ct == "Macrophage"), np.flatnonzero(ct == "T")
+    rows, cols = [], []
+    for i in range(2 * n_mal):
+        pool = mac if i < n_mal else t  # sample a sits among macrophages, b among T cells
+        rows += [i] * 3
+        cols += list(rng.choice(pool, 3, replace=False))
+    adj = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    kw = dict(sample="s", neighbourhood="knn", n_permutations=300, seed=0)
+    pooled = neighbour_enrichment(adj, ct, comp, csc, **kw).set_index(["group", "immune_type"])
+    within = neighbour_enrichment(adj, ct, comp, csc, strata=strata, **kw).set_index(["group", "immune_type"])
+    assert pooled.loc[("CSC", "Macrophage"), "fdr"] < 0.05
+    assert within.loc[("CSC", "Macrophage"), "fdr"] > 0.05
+    assert abs(within.loc[("CSC", "Macrophage"), "log2_enrichment"]) < 0.1
+
+
+def test_malignant_flag_overrides_compartment():
+    adj, ct, comp, csc = _planted()
+    mal = comp == "malignant"
+    mal[:200] = False  # only half of the malignant-compartment cells are confirmed malignant
+    csc = csc & mal
+    df = neighbour_enrichment(adj, ct, comp, csc, malignant=mal, sample="s", neighbourhood="knn", n_permutations=50)
+    assert df.loc[df.group == "CSC", "n_cells"].iloc[0] == csc.sum()
+    assert df.loc[df.group == "nonCSC", "n_cells"].iloc[0] == mal.sum() - csc.sum()
+
+
+def test_expected_fraction_sums_to_immune_share():
+    adj, ct, comp, csc = _planted()
+    df = neighbour_enrichment(adj, ct, comp, csc, sample="s", neighbourhood="knn", n_permutations=200, seed=0)
+    for _, g in df.groupby("group"):
+        # every neighbour in the toy graph is immune: fractions sum to 1
+        assert g.observed_fraction.sum() == pytest.approx(1.0)
+        assert g.expected_fraction.sum() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_squidpy_table_on_planted_niche():
+    from cscniche.neighbours import squidpy_enrichment
+
+    adj, ct, comp, csc = _planted()
+    group = np.where(csc, "CSC", np.where(comp == "malignant", "nonCSC", ct))
+    df = squidpy_enrichment(adj, group, comp, sample="s", n_permutations=200, seed=0).set_index(
+        ["group", "neighbour_group"]
+    )
+    assert df.loc[("CSC", "Macrophage"), "count"] == 120
+    assert df.loc[("CSC", "Macrophage"), "zscore"] > df.loc[("nonCSC", "Macrophage"), "zscore"]
+    none = squidpy_enrichment(adj, np.where(group == "CSC", "nonCSC", group), comp, sample="s", n_permutations=20)
+    assert none.note.tolist() == ["no CSC"]
+
+
+def test_csc_niche_members_both_directions():
+    from cscniche.neighbours import csc_niche_members
+
+    adj = sparse.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]], dtype=float))
+    csc = np.array([True, False, False, False])
+    # cell 1 is a neighbour of CSC 0 (column), cell 3 neighbours cell 2 only
+    assert csc_niche_members(adj, csc).tolist() == [False, True, False, False]
+
+
+def test_shared_knn_corrects_a_batch_shift():
+    """Two samples of one patient with a strong technical shift: after ComBat the kNN graph mixes them."""
+    import anndata as ad
+
+    from cscniche.neighbours import shared_knn
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, (2, 200))  # two cell states
+    mats = []
+    for b in range(2):
+        state = rng.integers(0, 2, 300)
+        x = base[state] + rng.normal(0, 0.5, (300, 200)) + 3.0 * b  # batch b shifts every gene
+        a = ad.AnnData(x.astype(np.float32))
+        a.obs_names = [f"s{b}_{i}" for i in range(300)]
+        a.obs["sample"] = f"s{b}"
+        a.obs["state"] = state
+        a.var_names = [f"g{i}" for i in range(200)]
+        mats.append(a)
+    joint = shared_knn(mats, n_pcs=10, n_neighbors=10)
+    adj = knn_adjacency(joint.obsp["distances"])
+    batch = joint.obs["sample"].to_numpy()
+    r, c = adj.nonzero()
+    assert (batch[r] != batch[c]).mean() > 0.3  # mixed across samples
+    state = joint.obs["state"].to_numpy()
+    assert (state[r] == state[c]).mean() > 0.95  # biology kept

@@ -51,12 +51,18 @@ def annotate(
     compartments: str | Path = "config/compartments.tsv",
 ) -> None:
     """Cell types and compartments in place (author labels when ``cell_type_key``, else markers)."""
-    _ann.assign_cell_types(
-        adata,
-        cell_type_key=cell_type_key or None,
-        markers=_ann.read_markers(markers),
-        rules=_ann.read_compartment_rules(compartments),
-    )
+    try:
+        _ann.assign_cell_types(
+            adata,
+            cell_type_key=cell_type_key or None,
+            markers=_ann.read_markers(markers),
+            rules=_ann.read_compartment_rules(compartments),
+        )
+    except ValueError as exc:
+        raise InputError(
+            f"cell typing failed: {exc}; name author labels in the sample-sheet column cell_type_key or fix the "
+            f"marker table '{markers}' (config annotation.markers)"
+        ) from None
 
 
 def score(
@@ -111,24 +117,68 @@ def neighbours(
     sample: str,
     n_permutations: int = 1000,
     spatial_k: int = 10,
+    spatial_radius: float | None = None,
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
     seed: int = 0,
+    **_ignored,
 ) -> pd.DataFrame:
-    """Immune-neighbour enrichment on the kNN graph and, when ``obsm['spatial']`` exists, in space."""
+    """Immune-neighbour enrichment on the kNN graph and, when the sample has coordinates, in space.
+
+    Coordinates: the ``obs`` columns ``spatial_x``/``spatial_y`` when given (sample-sheet columns
+    ``x_col``/``y_col``), else ``obsm['spatial']``. See :func:`cscniche.neighbours.neighbour_enrichment`.
+    """
     args = dict(
         cell_type=adata.obs["cell_type"].to_numpy(),
         compartment=adata.obs["compartment"].to_numpy(),
         csc=adata.obs["csc"].to_numpy(),
+        malignant=adata.obs["malignant"].to_numpy(dtype=bool) if "malignant" in adata.obs else None,
         sample=sample,
         n_permutations=n_permutations,
         seed=seed,
     )
     tables = [_nb.neighbour_enrichment(_nb.knn_adjacency(adata.obsp["distances"]), neighbourhood="knn", **args)]
-    if "spatial" in adata.obsm:
-        coords = np.asarray(adata.obsm["spatial"])[:, :2]
-        tables.append(
-            _nb.neighbour_enrichment(_nb.spatial_adjacency(coords, k=spatial_k), neighbourhood="spatial", **args)
-        )
+    coords = _spatial(adata, sample, spatial_x, spatial_y)
+    if coords is not None:
+        adj = _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius)
+        tables.append(_nb.neighbour_enrichment(adj, neighbourhood="spatial", **args))
     return pd.concat(tables, ignore_index=True)
+
+
+def _spatial(adata: ad.AnnData, sample: str, x: str | None, y: str | None) -> np.ndarray | None:
+    try:
+        return _nb.spatial_coordinates(adata, x=x or None, y=y or None)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
+
+
+def nhood_enrichment(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    n_permutations: int = 1000,
+    spatial_k: int = 10,
+    spatial_radius: float | None = None,
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    seed: int = 0,
+    **_ignored,
+) -> pd.DataFrame:
+    """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph."""
+    coords = _spatial(adata, sample, spatial_x, spatial_y)
+    if coords is not None:
+        adj, kind = _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius), "spatial"
+    else:
+        adj, kind = _nb.knn_adjacency(adata.obsp["distances"]), "knn"
+    return _nb.squidpy_enrichment(
+        adj,
+        adata.obs["group"].to_numpy(),
+        adata.obs["compartment"].to_numpy(),
+        sample=sample,
+        neighbourhood=kind,
+        n_permutations=n_permutations,
+        seed=seed,
+    )
 
 
 def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path = "config/checkpoints.tsv") -> pd.DataFrame:
