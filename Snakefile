@@ -8,15 +8,20 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/stemness.smk"
 include: "workflow/rules/niche.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         all_outputs(),
+        REPORT_OUTPUTS,

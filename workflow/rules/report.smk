@@ -1,0 +1,187 @@
+# Figures and the HTML report (`snakemake --report report.html`). Every figure is drawn by
+# cscniche.plotting, written as PNG (a report item) and PDF, and has a caption in workflow/report/.
+# The tissue map is made for every sample: without obsm['spatial'] it is a placeholder saying so.
+
+
+rule plot_sample:
+    input:
+        h5ad="results/{sample}/scored.h5ad",
+        neighbours="results/{sample}/immune_neighbours.tsv",
+        checkpoints="results/{sample}/checkpoints.tsv",
+    output:
+        umap=report(
+            "results/{sample}/figures/umap.png",
+            caption="../report/umap.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "UMAP: cell type, compartment, stemness, CSC"},
+        ),
+        umap_pdf="results/{sample}/figures/umap.pdf",
+        scores=report(
+            "results/{sample}/figures/scores.png",
+            caption="../report/scores.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Signature scores by group"},
+        ),
+        scores_pdf="results/{sample}/figures/scores.pdf",
+        csc_markers=report(
+            "results/{sample}/figures/csc_markers.png",
+            caption="../report/csc_markers.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "CSC marker detection"},
+        ),
+        csc_markers_pdf="results/{sample}/figures/csc_markers.pdf",
+        immune_neighbours=report(
+            "results/{sample}/figures/immune_neighbours.png",
+            caption="../report/immune_neighbours.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Immune neighbours of CSC vs non-CSC"},
+        ),
+        immune_neighbours_pdf="results/{sample}/figures/immune_neighbours.pdf",
+        checkpoints=report(
+            "results/{sample}/figures/checkpoints.png",
+            caption="../report/checkpoints.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Checkpoint genes by group"},
+        ),
+        checkpoints_pdf="results/{sample}/figures/checkpoints.pdf",
+        tissue_map=report(
+            "results/{sample}/figures/tissue_map.png",
+            caption="../report/tissue_map.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Tissue map: CSC and immune cells"},
+        ),
+        tissue_map_pdf="results/{sample}/figures/tissue_map.pdf",
+    log:
+        "logs/{sample}/plot_sample.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 6),
+        runtime=runtime(10, 0.1),
+    script:
+        "../scripts/plot_sample.py"
+
+
+rule plot_cohort:
+    input:
+        cells="results/cohort/cells.tsv.gz",
+        neighbours="results/cohort/immune_neighbours.tsv",
+        checkpoints="results/cohort/checkpoints.tsv",
+    output:
+        composition=report(
+            "results/cohort/figures/composition.png",
+            caption="../report/cohort_composition.rst",
+            category="Cohort",
+            labels={"figure": "Cell composition and CSC calls"},
+        ),
+        composition_pdf="results/cohort/figures/composition.pdf",
+        neighbours=report(
+            "results/cohort/figures/neighbours.png",
+            caption="../report/cohort_neighbours.rst",
+            category="Cohort",
+            labels={"figure": "Immune neighbours of CSC across samples"},
+        ),
+        neighbours_pdf="results/cohort/figures/neighbours.pdf",
+        checkpoints=report(
+            "results/cohort/figures/checkpoints.png",
+            caption="../report/cohort_checkpoints.rst",
+            category="Cohort",
+            labels={"figure": "Checkpoint genes, CSC vs non-CSC, across samples"},
+        ),
+        checkpoints_pdf="results/cohort/figures/checkpoints.pdf",
+    log:
+        "logs/cohort/plot_cohort.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 10),
+        runtime=runtime(10, 0.1),
+    script:
+        "../scripts/plot_cohort.py"
+
+
+rule plot_qc:
+    input:
+        qc="results/cohort/qc.tsv",
+        cells="results/cohort/cells.tsv.gz",
+        coverage="results/cohort/signature_coverage.tsv",
+    output:
+        qc_cells=report(
+            "results/cohort/figures/qc_cells.png",
+            caption="../report/qc_cells.rst",
+            category="QC",
+            labels={"figure": "Cells per sample and QC filters"},
+        ),
+        qc_cells_pdf="results/cohort/figures/qc_cells.pdf",
+        qc_metrics=report(
+            "results/cohort/figures/qc_metrics.png",
+            caption="../report/qc_metrics.rst",
+            category="QC",
+            labels={"figure": "QC metrics of the kept cells"},
+        ),
+        qc_metrics_pdf="results/cohort/figures/qc_metrics.pdf",
+        signature_coverage=report(
+            "results/cohort/figures/signature_coverage.png",
+            caption="../report/signature_coverage.rst",
+            category="QC",
+            labels={"figure": "Signature genes present per sample"},
+        ),
+        signature_coverage_pdf="results/cohort/figures/signature_coverage.pdf",
+    log:
+        "logs/cohort/plot_qc.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 10),
+        runtime=runtime(10, 0.1),
+    script:
+        "../scripts/plot_qc.py"
+
+
+rule software_versions:
+    output:
+        html=report(
+            "results/report/software_versions.html",
+            caption="../report/software_versions.rst",
+            category="Software and configuration",
+            labels={"item": "Package versions and configuration (view)"},
+        ),
+        versions=report(
+            "results/report/software_versions.tsv",
+            caption="../report/software_versions.rst",
+            category="Software and configuration",
+            labels={"item": "Package versions (table)"},
+        ),
+        config=report(
+            "results/report/config.yaml",
+            caption="../report/software_versions.rst",
+            category="Software and configuration",
+            labels={"item": "Configuration used (YAML)"},
+        ),
+    log:
+        "logs/report/software_versions.log",
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    params:
+        config=config,
+    script:
+        "../scripts/report_versions.py"
+
+
+# Every figure and report item, for `rule all` (derived from the rules above, so the lists cannot drift).
+REPORT_OUTPUTS = [
+    *expand(list(rules.plot_sample.output), sample=samples.index),
+    *rules.plot_cohort.output,
+    *rules.plot_qc.output,
+    *rules.software_versions.output,
+]
