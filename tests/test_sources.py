@@ -196,3 +196,58 @@ def test_census_query_on_a_local_soma_experiment(tmp_path):
     assert got.n_obs == want.n_obs and got.n_obs > 0
     assert "AATK" in got.var_names
     np.testing.assert_allclose(got.X.sum(), want.X.sum())
+
+
+def test_fetch_sample_tenx_triplet_and_tarball(server, tmp_path):
+    import tarfile
+
+    from cscniche.io import load_sample
+    from cscniche.sources import fetch_sample, manifest_target
+
+    base, h = server
+    src = tmp_path / "src"
+    src.mkdir()
+    import anndata as ad
+    from scipy import io as spio
+    from scipy import sparse
+
+    a = ad.read_h5ad(shared_file("spatial/cosmx_lung_subset.h5ad"))[:120].copy()
+    spio.mmwrite(str(src / "GSE1_S1_matrix.mtx"), sparse.csr_matrix(a.X.T.astype(np.int64)))
+    (src / "GSE1_S1_features.tsv").write_text(
+        "".join(f"ID{i}\t{g}\tGene Expression\n" for i, g in enumerate(a.var_names))
+    )
+    (src / "GSE1_S1_barcodes.tsv").write_text("\n".join(a.obs_names) + "\n")
+    for f in src.iterdir():
+        h.files[f"/GSE1nnn/GSE1000/suppl/{f.name}"] = f.read_bytes()
+    h.files["/GSE1nnn/GSE1000/suppl/"] = "".join(f'<a href="{f.name}">x</a>' for f in src.iterdir()).encode()
+    man = fetch_sample(tmp_path / "dl", sample="s1", geo="GSE1000", geo_patterns=["GSE1_S1_*"], geo_base=base)
+    target = manifest_target(man)
+    assert target == tmp_path / "dl"
+    got = load_sample(target, sample="s1")
+    assert got.n_obs == 120 and got.X.sum() == a.X.sum()
+    hits = dict(h.hits)
+    fetch_sample(tmp_path / "dl", sample="s1", geo="GSE1000", geo_patterns=["GSE1_S1_*"], geo_base=base)
+    assert {k: v for k, v in h.hits.items() if not k.endswith("/")} == {
+        k: v for k, v in hits.items() if not k.endswith("/")
+    }
+
+    tar = tmp_path / "s2.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        t.add(src, arcname="sample2")
+    h.files["/s2.tar.gz"] = tar.read_bytes()
+    man = fetch_sample(tmp_path / "dl2", sample="s2", urls=[f"{base}/s2.tar.gz"])
+    target = manifest_target(man)
+    assert target.name == "sample2" and load_sample(target, sample="s2").n_obs == 120
+    assert manifest_target(man) == target  # extracted once
+
+
+def test_fetch_sample_checksum_count_must_match(tmp_path):
+    from cscniche import InputError
+    from cscniche.sources import fetch_sample
+
+    with pytest.raises(InputError, match="2 URLs but 1 checksums"):
+        fetch_sample(
+            tmp_path, sample="s", urls=["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"], checksums=["md5:" + "0" * 32]
+        )
+    with pytest.raises(InputError, match="no url, geo or census"):
+        fetch_sample(tmp_path, sample="s")

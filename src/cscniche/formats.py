@@ -25,6 +25,14 @@ from scipy import sparse
 
 log = logging.getLogger(__name__)
 
+#: genes detected in nearly every human scRNA-seq matrix: the axis holding more of them holds the genes
+COMMON_GENES = frozenset(
+    "ACTB GAPDH B2M MALAT1 TMSB4X TMSB10 EEF1A1 FTL FTH1 TPT1 MT-CO1 MT-CO2 MT-CO3 MT-ND1 MT-ND4 MT-CYB "
+    "RPL3 RPL4 RPL7 RPL10 RPL13 RPL13A RPL19 RPL21 RPL32 RPL34 RPL41 RPLP0 RPLP1 RPS2 RPS3 RPS6 RPS8 RPS12 "
+    "RPS14 RPS18 RPS19 RPS27 RPS27A HLA-A HLA-B HLA-C MYL6 PFN1 CFL1 UBC UBB ACTG1 VIM S100A6 LGALS1 "
+    "SRGN CD74 HSP90AA1 HSPA8 NACA EIF1 PTMA HNRNPA1 NPM1 SERF2 OAZ1 COX4I1 ATP5F1E UQCRH".split()
+)
+
 
 def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
     hits = []

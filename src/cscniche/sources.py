@@ -278,3 +278,91 @@ def census_anndata(query: str | dict[str, str], *, sample: str | None = None):
         adata.var_names_make_unique()
     adata.uns["census_query"] = {"filter": value_filter, **{k: v for k, v in q.items() if k != "obs_filter"}}
     return adata
+
+
+MANIFEST = "manifest.tsv"
+ARCHIVE = re.compile(r"\.(tar|tar\.gz|tgz|zip)$", re.IGNORECASE)
+
+
+def fetch_sample(
+    folder: str | Path,
+    *,
+    sample: str,
+    urls: list[str] | None = None,
+    checksums: list[str] | None = None,
+    geo: str | None = None,
+    geo_patterns: list[str] | None = None,
+    census: str | None = None,
+    geo_base: str = GEO_BASE,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> Path:
+    """Fetch a sample's remote data into ``folder`` and write ``folder/manifest.tsv`` last (atomically).
+
+    Sources: explicit ``urls`` (with optional aligned ``checksums``), the supplementary files of a GEO
+    series matching ``geo_patterns``, or a CELLxGENE ``census`` query (written as ``census.h5ad``).
+    Archives are extracted beside themselves. The manifest lists ``file``, ``url`` and ``sha256``; its
+    first data row names what :func:`cscniche.io.load_sample` should read (see :func:`manifest_target`).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, str, str]] = []
+    if census:
+        dest = folder / "census.h5ad"
+        if not dest.exists():
+            tmp = folder / f".census.h5ad.part-{os.getpid()}"
+            try:
+                census_anndata(census, sample=sample).write_h5ad(tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        rows.append((dest.name, f"census:{census}", file_digest(dest)))
+    else:
+        urls = list(urls or [])
+        if geo:
+            urls += geo_files(geo, geo_patterns or ["*"], base=geo_base)
+        if not urls:
+            raise InputError("no url, geo or census source given", sample=sample)
+        checksums = list(checksums or [])
+        if checksums and len(checksums) != len(urls):
+            raise InputError(
+                f"{len(urls)} URLs but {len(checksums)} checksums; give one per URL or none", sample=sample
+            )
+        for i, url in enumerate(urls):
+            name = Path(urllib.parse.urlparse(url).path).name or f"file{i}"
+            dest = download(
+                url,
+                folder / name,
+                checksum=checksums[i] if checksums else None,
+                retries=retries,
+                backoff=backoff,
+                sample=sample,
+            )
+            rows.append((dest.name, url, file_digest(dest)))
+    tmp = folder / f".{MANIFEST}.part-{os.getpid()}"
+    tmp.write_text("file\turl\tsha256\n" + "".join(f"{f}\t{u}\t{h}\n" for f, u, h in rows))
+    os.replace(tmp, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def manifest_target(manifest: str | Path) -> Path:
+    """The path to load for a fetched sample: its one data file, an extracted archive's folder, or the folder.
+
+    Several files (a 10x triplet) mean the folder; one archive is extracted (once) to ``<name>.d/``.
+    """
+    from .formats import extract_archive
+
+    manifest = Path(manifest)
+    folder = manifest.parent
+    files = [line.split("\t")[0] for line in manifest.read_text().splitlines()[1:] if line.strip()]
+    if len(files) == 1:
+        f = folder / files[0]
+        if ARCHIVE.search(f.name):
+            out = folder / f"{f.name}.d"
+            done = out / ".extracted"
+            if not done.exists():
+                target = extract_archive(f, out)
+                done.write_text(str(target.relative_to(out)) if target != out else ".")
+            return (out / done.read_text()).resolve()
+        return f
+    return folder
