@@ -91,6 +91,7 @@ def make_demo(
     gene_sets: dict[str, list[str]] | None = None,
     mean_library_size: float = 4000.0,
     dispersion: float = 4.0,
+    cnv: bool = True,
 ) -> ad.AnnData:
     """Generate the demo tumour (raw counts in ``X``, CSR float32).
 
@@ -106,6 +107,9 @@ def make_demo(
         Fold change of :data:`PLANTED_STEM` genes in stem-like cells.
     gene_sets
         Extra gene sets whose genes are added to the gene universe (unplanted, at background level).
+    cnv
+        Plant clonal copy-number changes in the malignant cells (see :func:`synthetic_genome`); the genes'
+        synthetic positions are in ``var['chromosome'|'start'|'end']`` either way.
     """
     rng = np.random.default_rng(seed)
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
@@ -157,6 +161,10 @@ def make_demo(
         mu[stem_rows, gidx[g]] *= fold
     for g in HEPATOCYTE:
         mu[stem_rows, gidx[g]] *= 0.5
+    # positions and copy-number changes come from their own stream, so the draws above stay as they were
+    var, fold = synthetic_genome(genes, seed)
+    if cnv:
+        mu[mal_idx] *= fold[None, :]
     mu /= mu.sum(axis=1, keepdims=True)
     lib = rng.lognormal(np.log(mean_library_size), 0.35, size=n)
     mu *= lib[:, None]
@@ -174,7 +182,7 @@ def make_demo(
         },
         index=[f"cell{i:05d}" for i in range(n)],
     )
-    adata = ad.AnnData(sparse.csr_matrix(counts[order]), obs=obs, var=pd.DataFrame(index=genes))
+    adata = ad.AnnData(sparse.csr_matrix(counts[order]), obs=obs, var=var)
     adata.obsm["spatial"] = coords[order]
     adata.uns["demo"] = {
         "seed": seed,
@@ -183,8 +191,35 @@ def make_demo(
         "planted_stem_genes": PLANTED_STEM,
         "planted_checkpoint_fold": PLANTED_CHECKPOINT,
         "niche": "stem-like cells sit in niches with Macrophage and MDSC_like cells; T/NK cells are kept out",
+        "cnv": "; ".join(f"{c} x{f:g}" for c, f in CNV_EVENTS.items()) if cnv else "none",
+        "positions": "synthetic: genes placed at random on chr1-chr22 (not their real positions)",
     }
     return adata
+
+
+#: clonal copy-number changes of the demo's malignant cells (expression fold per chromosome)
+CNV_EVENTS = {"chr3": 2.0, "chr8": 2.0, "chr20": 1.8, "chr4": 0.5, "chr13": 0.5, "chr17": 0.5}
+
+
+def synthetic_genome(genes: list[str], seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Synthetic positions for the demo genes and the expression fold of each gene in malignant cells.
+
+    The demo's gene universe (real marker names and ``BG*`` background genes) is laid out at random on
+    chr1-chr22 (chromosome sizes proportional to 23 - n, 1 Mb apart); positions are synthetic, not the real
+    ones, so the CNV step needs no gene table for the demo. Genes on the chromosomes of :data:`CNV_EVENTS`
+    get that fold in malignant cells.
+    """
+    rng = np.random.default_rng([seed, 2026])
+    chroms = [f"chr{i}" for i in range(1, 23)]
+    weight = np.array([23 - i for i in range(1, 23)], dtype=float)
+    chrom = rng.choice(chroms, size=len(genes), p=weight / weight.sum())
+    start = np.zeros(len(genes), dtype=np.int64)
+    for c in chroms:
+        idx = np.flatnonzero(chrom == c)
+        start[rng.permutation(idx)] = 1_000_000 * (1 + np.arange(idx.size))
+    var = pd.DataFrame({"chromosome": chrom, "start": start, "end": start + 20_000}, index=genes)
+    fold = np.array([CNV_EVENTS.get(c, 1.0) for c in chrom])
+    return var, fold
 
 
 def _layout(rng, labels: np.ndarray, stem: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ import pandas as pd
 import scanpy as sc
 from scipy import sparse
 
+from . import methods as _m
+
 log = logging.getLogger(__name__)
 
 CSC_MARKERS = ("PROM1", "THY1", "CD44", "EPCAM")
@@ -74,6 +76,11 @@ def check_coverage(coverage: pd.DataFrame, *, min_fraction: float, sample: str |
         )
 
 
+def _present_indices(var_names, gene_sets: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    present = pd.Index(var_names)
+    return {n: present.get_indexer([g for g in genes if g in present]) for n, genes in gene_sets.items()}
+
+
 def score_signatures(
     adata: ad.AnnData,
     gene_sets: dict[str, list[str]],
@@ -82,29 +89,73 @@ def score_signatures(
     ctrl_size: int = 50,
     seed: int = 0,
     sample: str | None = None,
+    methods: tuple[str, ...] | list[str] = ("mean",),
+    mean_engine: str = "fast",
+    ucell_max_rank: int = 1500,
+    aucell_n_up: int | None = None,
 ) -> pd.DataFrame:
-    """Score every cell for every gene set with :func:`scanpy.tl.score_genes` on log-normalised ``X``.
+    """Score every cell for every gene set on log-normalised ``X`` with each of ``methods``.
 
-    Writes ``obs['score_<set>']`` and returns the coverage table (see :func:`signature_coverage`).
-    Missing genes are warned about with the list and fraction present; a set below ``min_fraction``
-    stops the run with a ValueError.
+    * ``mean``: ``obs['score_<set>']``, scanpy ``score_genes`` (``mean_engine='scanpy'``) or its exact sparse
+      equivalent :func:`cscniche.methods.score_genes` (``'fast'``, the default; same control genes, same seed);
+    * ``ucell``: ``obs['ucell_<set>']`` (:func:`cscniche.methods.ucell`, max rank ``ucell_max_rank``);
+    * ``aucell``: ``obs['aucell_<set>']`` (:func:`cscniche.methods.aucell`, top ``aucell_n_up`` genes).
+
+    Returns the coverage table (see :func:`signature_coverage`). Missing genes are warned about with the list
+    and fraction present; a set below ``min_fraction`` stops the run with a ValueError.
     """
     coverage = signature_coverage(adata.var_names, gene_sets)
     check_coverage(coverage, min_fraction=min_fraction, sample=sample)
-    present = set(adata.var_names)
-    for name, genes in gene_sets.items():
-        genes = [g for g in genes if g in present]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FutureWarning)
-            sc.tl.score_genes(
-                adata,
-                genes,
-                ctrl_size=min(ctrl_size, max(1, adata.n_vars - len(genes))),
-                score_name=f"score_{name}",
-                random_state=seed,
-                use_raw=False,
-            )
+    idx = _present_indices(adata.var_names, gene_sets)
+    names = list(idx)
+    sets = [idx[n] for n in names]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown scoring methods {sorted(unknown)}; known: {list(METHODS)}")
+    if "mean" in methods:
+        if mean_engine == "scanpy":
+            present = set(adata.var_names)
+            for name, genes in gene_sets.items():
+                genes = [g for g in genes if g in present]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=FutureWarning)
+                    sc.tl.score_genes(
+                        adata,
+                        genes,
+                        ctrl_size=min(ctrl_size, max(1, adata.n_vars - len(genes))),
+                        score_name=f"score_{name}",
+                        random_state=seed,
+                        use_raw=False,
+                    )
+        elif mean_engine == "fast":
+            means = _m.gene_means(adata.X)
+            ctrl = []
+            for s in sets:
+                c = _m.control_genes(means, s, ctrl_size=min(ctrl_size, max(1, adata.n_vars - len(s))), seed=seed)
+                if len(c) == 0:
+                    raise ValueError("no control genes found for a signature: the data have too few genes")
+                ctrl.append(c)
+            m = _m.set_means(adata.X, sets + ctrl)
+            for j, n in enumerate(names):
+                adata.obs[f"score_{n}"] = m[:, j] - m[:, len(sets) + j]
+            adata.uns.setdefault("cscniche", {})["control_genes"] = {
+                n: adata.var_names[c].tolist() for n, c in zip(names, ctrl, strict=True)
+            }
+        else:
+            raise ValueError(f"scoring.mean_engine must be 'fast' or 'scanpy', not {mean_engine!r}")
+    if "ucell" in methods:
+        scores = _m.ucell(adata.X, sets, max_rank=min(ucell_max_rank, adata.n_vars))
+        for j, n in enumerate(names):
+            adata.obs[f"ucell_{n}"] = scores[:, j]
+    if "aucell" in methods:
+        scores = _m.aucell(adata.X, sets, n_up=aucell_n_up)
+        for j, n in enumerate(names):
+            adata.obs[f"aucell_{n}"] = scores[:, j]
     return coverage
+
+
+#: per-cell scoring methods and the prefix of their obs columns
+METHODS = {"mean": "score", "ucell": "ucell", "aucell": "aucell"}
 
 
 def marker_expression(adata: ad.AnnData, genes=CSC_MARKERS) -> list[str]:
@@ -127,17 +178,22 @@ def marker_expression(adata: ad.AnnData, genes=CSC_MARKERS) -> list[str]:
     return done
 
 
-def stemness_index(adata: ad.AnnData, signatures: list[str], *, reference: np.ndarray | None = None) -> np.ndarray:
-    """Mean of the standardised ``score_<set>`` columns.
+def stemness_index(
+    adata: ad.AnnData, signatures: list[str], *, reference: np.ndarray | None = None, prefix: str = "score"
+) -> np.ndarray:
+    """Mean of the standardised ``<prefix>_<set>`` columns (prefix ``score`` for mean-based scores).
 
     Each score is centred and scaled by its mean and standard deviation over the ``reference``
     cells (boolean mask; by default the malignant cells when there are at least 10, else all cells),
     so the index measures stem-like character relative to the tumour cells of the sample.
     """
     if reference is None:
-        mal = (adata.obs["compartment"] == "malignant").to_numpy() if "compartment" in adata.obs else None
+        if "malignant" in adata.obs:
+            mal = adata.obs["malignant"].to_numpy(dtype=bool)
+        else:
+            mal = (adata.obs["compartment"] == "malignant").to_numpy() if "compartment" in adata.obs else None
         reference = mal if mal is not None and mal.sum() >= 10 else np.ones(adata.n_obs, dtype=bool)
-    cols = [f"score_{s}" for s in signatures]
+    cols = [f"{prefix}_{s}" for s in signatures]
     m = adata.obs[cols].to_numpy(dtype=np.float64)
     mu = m[reference].mean(axis=0)
     sd = m[reference].std(axis=0)
@@ -145,25 +201,219 @@ def stemness_index(adata: ad.AnnData, signatures: list[str], *, reference: np.nd
     return ((m - mu) / sd).mean(axis=1)
 
 
-def call_csc(adata: ad.AnnData, *, quantile: float = 0.9, key: str = "stemness") -> int:
-    """Call CSC (``obs['csc']``) among malignant cells: stemness at or above the ``quantile`` of malignant cells.
+def call_csc(
+    adata: ad.AnnData, *, quantile: float = 0.9, key: str = "stemness", rule: str = "quantile", alpha: float = 0.1
+) -> int:
+    """Call CSC (``obs['csc']``) among malignant cells.
 
-    The malignant cells are ``obs['malignant']`` (bool) when present, else the cells of the
-    malignant compartment (and ``obs['malignant']`` is written). Non-malignant cells are never CSC.
-    ``obs['group']`` becomes CSC, nonCSC (malignant) or the cell type. Returns the number of CSC;
-    0 with a warning when the sample has no malignant cell.
+    ``rule='fdr'``: ``obs['csc_fdr'] <= alpha`` (see :func:`calibrate_stemness`); ``rule='quantile'``: stemness
+    at or above the ``quantile`` of the malignant cells. The malignant cells are ``obs['malignant']`` (bool)
+    when present, else the cells of the malignant compartment (and ``obs['malignant']`` is written).
+    Non-malignant cells are never CSC. ``obs['group']`` becomes CSC, nonCSC (malignant) or the cell type.
+    Returns the number of CSC; 0 with a warning when the sample has no malignant cell.
     """
     if "malignant" not in adata.obs:
         adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
     mal = adata.obs["malignant"].to_numpy(dtype=bool)
     csc = np.zeros(adata.n_obs, dtype=bool)
+    info = adata.uns.setdefault("cscniche", {})
     if mal.sum() == 0:
         log.warning("no malignant cells: no CSC can be called")
-    else:
+    elif rule == "fdr":
+        fdr = adata.obs["csc_fdr"].to_numpy(dtype=np.float64)
+        csc = mal & (np.nan_to_num(fdr, nan=1.0) <= alpha)
+        info["csc_rule"] = f"malignant and BH-FDR of the {key} empirical p-value <= {alpha:g}"
+    elif rule == "quantile":
         thr = np.quantile(adata.obs[key].to_numpy()[mal], quantile)
         csc = mal & (adata.obs[key].to_numpy() >= thr)
-        adata.uns.setdefault("cscniche", {})["csc_threshold"] = float(thr)
+        info["csc_threshold"] = float(thr)
+        info["csc_rule"] = f"malignant and {key} >= quantile {quantile:g} of malignant cells"
+    else:
+        raise ValueError(f"csc.rule must be 'fdr' or 'quantile', not {rule!r}")
     adata.obs["csc"] = csc
     group = np.where(csc, "CSC", np.where(mal, "nonCSC", adata.obs["cell_type"].astype(str)))
     adata.obs["group"] = group
     return int(csc.sum())
+
+
+def calibrate_stemness(
+    adata: ad.AnnData,
+    gene_sets: dict[str, list[str]],
+    stemness_sets: list[str],
+    *,
+    method: str = "mean",
+    n_random: int = 1000,
+    n_bins: int = 25,
+    ucell_max_rank: int = 1500,
+    seed: int = 0,
+) -> None:
+    """``obs['stemness_pvalue']`` and ``obs['csc_fdr']`` (BH within the sample) for the malignant cells.
+
+    The combined index of ``method`` (mean: ``score_<set>``, ucell: ``ucell_<set>``) is compared with the same
+    index computed from ``n_random`` draws of random gene sets matched to the signature genes by expression
+    bin (see :func:`cscniche.methods.random_set_pvalues`). Non-malignant cells get NaN.
+    """
+    mal = adata.obs["malignant"].to_numpy(dtype=bool)
+    p = np.full(adata.n_obs, np.nan)
+    q = np.full(adata.n_obs, np.nan)
+    if mal.sum() >= 3:
+        idx = _present_indices(adata.var_names, {k: gene_sets[k] for k in stemness_sets})
+        sets = [idx[k] for k in stemness_sets]
+        prefix = METHODS[method]
+        observed = adata.obs.loc[mal, [f"{prefix}_{k}" for k in stemness_sets]].to_numpy(dtype=np.float64)
+        bins = _m.expression_bins(_m.gene_means(adata.X), n_bins)
+        X = adata.X[mal]
+        if method == "mean":
+            ctrl = adata.uns.get("cscniche", {}).get("control_genes")
+            if ctrl is None:
+                raise ValueError("p-values of the mean-based index need the control genes of the fast engine")
+            cidx = [adata.var_names.get_indexer(ctrl[k]) for k in stemness_sets]
+            offsets = _m.set_means(X, cidx)
+            T = X
+        elif method == "ucell":
+            offsets = None
+            T = _m.ucell_transform(X, max_rank=min(ucell_max_rank, adata.n_vars))
+        else:
+            raise ValueError(f"empirical p-values are implemented for 'mean' and 'ucell', not {method!r}")
+        p[mal] = _m.random_set_pvalues(T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed)
+        q[mal] = _m.bh_fdr(p[mal])
+    adata.obs["stemness_pvalue"] = p
+    adata.obs["csc_fdr"] = q
+
+
+def potency(adata: ad.AnnData, *, weights: pd.Series | None = None, n_top: int = 200) -> list[str]:
+    """Potency columns: ``potency_genes`` (detected genes, rank-scaled), ``potency_gcs`` (CytoTRACE-style gene
+    counts signature, :func:`cscniche.methods.gene_count_signature`) and, with ``weights`` (symbol -> weight,
+    Malta et al. 2018), ``mrnasi`` (Spearman correlation with the weights over the shared genes, min-max
+    scaled within the sample) and ``mrnasi_rho`` (the raw correlation). Returns the columns written."""
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    n_det = _m.detected_genes(counts)
+    adata.obs["n_detected"] = n_det
+    adata.obs["potency_genes"] = _m._rank01(n_det)
+    gcs, _ = _m.gene_count_signature(adata.X, n_det, n_top=n_top)
+    adata.obs["potency_gcs"] = gcs
+    cols = ["potency_genes", "potency_gcs"]
+    if weights is not None:
+        shared = [g for g in adata.var_names if g in weights.index]
+        if len(shared) < 100:
+            raise ValueError(f"only {len(shared)} genes of the data have an mRNAsi weight (need 100)")
+        rho = _m.spearman_with_weights(adata[:, shared].X, weights.loc[shared].to_numpy())
+        adata.obs["mrnasi_rho"] = rho
+        adata.obs["mrnasi"] = _m.minmax(rho)
+        adata.uns.setdefault("cscniche", {})["mrnasi_genes"] = len(shared)
+        cols += ["mrnasi"]
+    return cols
+
+
+def read_mrnasi_weights(path: str | Path) -> pd.Series:
+    """The mRNAsi gene weights: two tab-separated columns, symbol and weight (no header; a header is skipped)."""
+    df = pd.read_csv(path, sep="\t", header=None, names=["symbol", "weight"], comment="#")
+    df = df[pd.to_numeric(df["weight"], errors="coerce").notna()]
+    if df.empty:
+        raise ValueError(f"mRNAsi weight file '{path}' has no 'symbol<TAB>weight' rows")
+    return df.drop_duplicates("symbol").set_index("symbol")["weight"].astype(np.float64)
+
+
+def add_residuals(adata: ad.AnnData, columns: list[str]) -> list[str]:
+    """``obs['<col>_resid']``: each score adjusted for log detected genes (fit on the malignant cells when there
+    are at least 10, else all cells; :func:`cscniche.methods.residualise`)."""
+    mal = adata.obs["malignant"].to_numpy(dtype=bool) if "malignant" in adata.obs else np.ones(adata.n_obs, bool)
+    fit = mal if mal.sum() >= 10 else None
+    out = []
+    for c in columns:
+        adata.obs[f"{c}_resid"] = _m.residualise(adata.obs[c].to_numpy(), adata.obs["n_detected"].to_numpy(), fit=fit)
+        out.append(f"{c}_resid")
+    return out
+
+
+def stemness_summary(adata: ad.AnnData, *, sample: str, markers=CSC_MARKERS, indices: list[str] = ()) -> pd.DataFrame:
+    """One row: n malignant, n CSC, fraction, marker detection among CSC vs non-CSC, method agreement.
+
+    ``spearman_<a>__<b>`` is the Spearman correlation of two stemness indices over the malignant cells.
+    """
+    from scipy.stats import spearmanr
+
+    obs = adata.obs
+    mal = obs["malignant"].to_numpy(dtype=bool)
+    csc = obs["csc"].to_numpy(dtype=bool)
+    info = adata.uns.get("cscniche", {})
+    row = {
+        "sample": sample,
+        "n_cells": adata.n_obs,
+        "n_malignant": int(mal.sum()),
+        "n_csc": int(csc.sum()),
+        "csc_fraction": float(csc.sum() / mal.sum()) if mal.sum() else np.nan,
+        "csc_rule": info.get("csc_rule", ""),
+    }
+    for g in markers:
+        col = f"detected_{g}"
+        for name, m in (("csc", csc), ("noncsc", mal & ~csc)):
+            row[f"{col}_{name}"] = float(obs[col].to_numpy()[m].mean()) if col in obs and m.any() else np.nan
+    indices = [c for c in indices if c in obs]
+    for i, a in enumerate(indices):
+        for b in indices[i + 1 :]:
+            x, y = obs[a].to_numpy()[mal], obs[b].to_numpy()[mal]
+            ok = np.isfinite(x) & np.isfinite(y)
+            rho = spearmanr(x[ok], y[ok])[0] if ok.sum() > 2 else np.nan
+            row[f"spearman_{a}__{b}"] = float(rho)
+    return pd.DataFrame([row])
+
+
+def pseudobulk_scores(
+    adata: ad.AnnData,
+    gene_sets: dict[str, list[str]],
+    *,
+    sample: str,
+    methods: tuple[str, ...] | list[str] = ("ssgsea",),
+    groupby: str = "group",
+    min_cells: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """gseapy ssGSEA / GSVA on pseudobulk profiles (mean log-normalised expression per sample x group).
+
+    Groups with fewer than ``min_cells`` cells are left out. ``min_size`` is set to 1 so a 4-gene marker set
+    is kept (gseapy's default of 15 would drop it). Long table: sample, group, n_cells, method, signature, score
+    (ssGSEA normalised enrichment score NES; GSVA enrichment score ES).
+    """
+    import gseapy
+
+    cols = ["sample", "group", "n_cells", "method", "signature", "score"]
+    labels = adata.obs[groupby].astype(str).to_numpy()
+    groups, counts = np.unique(labels, return_counts=True)
+    groups = groups[counts >= min_cells]
+    if len(groups) == 0 or not methods:
+        return pd.DataFrame(columns=cols)
+    ind = sparse.csr_matrix(
+        (np.ones(adata.n_obs), (np.searchsorted(groups, labels).clip(0, len(groups) - 1), np.arange(adata.n_obs))),
+        shape=(len(groups), adata.n_obs),
+    )
+    keep = np.isin(labels, groups)
+    ind = ind[:, keep]
+    X = adata.X[keep]
+    n = np.asarray(ind.sum(axis=1)).ravel()
+    pb = np.asarray((ind @ X).todense() if sparse.issparse(X) else ind @ X) / n[:, None]
+    df = pd.DataFrame(pb.T, index=adata.var_names, columns=groups)
+    df = df[df.sum(axis=1) > 0]
+    present = set(df.index)
+    sets = {k: [g for g in v if g in present] for k, v in gene_sets.items()}
+    sets = {k: v for k, v in sets.items() if v}
+    rows = []
+    for method in methods:
+        if method == "ssgsea":
+            res = gseapy.ssgsea(
+                data=df, gene_sets=sets, min_size=1, max_size=100000, outdir=None, no_plot=True, seed=seed, threads=1
+            ).res2d
+            val = "NES"
+        elif method == "gsva":
+            if df.shape[1] < 2:
+                continue
+            res = gseapy.gsva(
+                data=df, gene_sets=sets, min_size=1, max_size=100000, outdir=None, seed=seed, threads=1
+            ).res2d
+            val = "ES"
+        else:
+            raise ValueError(f"unknown pseudobulk method {method!r}; known: ssgsea, gsva")
+        for r in res.itertuples(index=False):
+            g = str(r.Name)
+            rows.append([sample, g, int(n[list(groups).index(g)]), method, str(r.Term), float(getattr(r, val))])
+    return pd.DataFrame(rows, columns=cols)

@@ -1,4 +1,4 @@
-"""Thin adapter: signature scores, stemness index and CSC call (cscniche.stages.score)."""
+"""Thin adapter: signature scores, potency, stemness index and calibrated CSC call (cscniche.stages.score)."""
 
 import sys
 from pathlib import Path
@@ -15,11 +15,10 @@ with step(snakemake):
     params = dict(snakemake.params.scoring)
     params["gene_sets"] = list(snakemake.input.gene_sets)
     coverage = stages.score(
-        adata,
-        sample=snakemake.wildcards.sample,
-        quantile=snakemake.params.quantile,
-        seed=snakemake.params.seed,
-        **params,
+        adata, sample=snakemake.wildcards.sample, seed=snakemake.params.seed, **params, **snakemake.params.csc
     )
     coverage.to_csv(snakemake.output.coverage, sep="\t", index=False)
+    info = adata.uns["cscniche"]
+    info["stemness_summary"].to_csv(snakemake.output.summary, sep="\t", index=False)
+    info["pseudobulk_scores"].to_csv(snakemake.output.pseudobulk, sep="\t", index=False)
     adata.write_h5ad(snakemake.output.h5ad)

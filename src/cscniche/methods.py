@@ -1,0 +1,425 @@
+"""Scoring kernels: pure numpy/scipy functions on a cells x genes matrix (dense ndarray or CSR).
+
+No AnnData here (the adapter is :mod:`cscniche.scoring`). Sparse input is never densified: every
+score is a sparse matrix times a sparse gene-set weight matrix, computed in chunks of cells.
+
+* :func:`score_genes` - Seurat/scanpy ``score_genes`` (mean of the set minus the mean of expression-binned
+  control genes), reproducing scanpy's control-gene draw exactly for the same seed.
+* :func:`ucell` - UCell (Andreatta & Carmona 2021): Mann-Whitney U of the set's within-cell ranks, ranks
+  above ``max_rank`` capped at ``max_rank`` (as pyucell).
+* :func:`aucell` - AUCell (Aibar et al. 2017): area under the recovery curve of the set within the top
+  ``n_up`` genes of each cell, ordinal ranks (as decoupler).
+* :func:`detected_genes`, :func:`gene_count_signature` - CytoTRACE-style potency (Gulati et al. 2020).
+* :func:`spearman_with_weights` - the mRNAsi stemness index (Malta et al. 2018).
+* :func:`residualise` - a score adjusted for the number of detected genes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+CHUNK = 20000  # cells per chunk: bounds the temporary arrays of the rank kernels
+
+
+def _as_csr(X) -> sparse.csr_matrix:
+    """CSR view of ``X`` (dense input becomes CSR of its nonzeros; CSR input is used as it is)."""
+    if sparse.issparse(X):
+        X = X.tocsr()
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()
+        return X
+    return sparse.csr_matrix(np.asarray(X))
+
+
+def set_weights(n_genes: int, sets: Sequence[Sequence[int]], *, normalise: bool = True) -> sparse.csc_matrix:
+    """Sparse genes x sets matrix: ``1/len(set)`` (or 1) for the genes of each set."""
+    rows = np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]) if len(sets) else np.zeros(0, np.int64)
+    cols = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+    vals = np.concatenate([np.full(len(s), 1.0 / len(s) if normalise else 1.0) for s in sets]) if len(sets) else []
+    return sparse.csc_matrix((vals, (rows, cols)), shape=(n_genes, len(sets)), dtype=np.float64)
+
+
+def set_means(X, sets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Mean expression of each gene set per cell (cells x sets, float64)."""
+    W = set_weights(X.shape[1], sets)
+    if sparse.issparse(X):
+        X = X.tocsr()
+        out = np.empty((X.shape[0], len(sets)))
+        for i in range(0, X.shape[0], CHUNK):
+            out[i : i + CHUNK] = (X[i : i + CHUNK] @ W).toarray()
+        return out
+    return np.asarray(np.asarray(X, dtype=np.float64) @ W)
+
+
+def gene_means(X) -> np.ndarray:
+    """Mean of each gene over the cells, computed as scanpy ``score_genes`` does (for identical bins)."""
+    if sparse.issparse(X):
+        return np.asarray(X.sum(axis=0, dtype="float64")).ravel() / X.shape[0]
+    return np.asarray(np.nanmean(X, axis=0)).ravel()
+
+
+def expression_bins(means: np.ndarray, n_bins: int = 25) -> np.ndarray:
+    """scanpy's expression bins: ``rank(method='min') // round(n_genes / (n_bins - 1))``."""
+    n_items = int(np.round(len(means) / (n_bins - 1)))
+    return (pd.Series(means).rank(method="min").to_numpy() // n_items).astype(np.int64)
+
+
+def control_genes(
+    means: np.ndarray, genes: Sequence[int], *, ctrl_size: int = 50, n_bins: int = 25, seed: int = 0
+) -> np.ndarray:
+    """scanpy's control genes for ``genes`` (indices): ``ctrl_size`` per expression bin of the set, minus the set.
+
+    Uses its own ``RandomState(seed)`` in the same order of draws as scanpy 1.11 (which seeds the global
+    one), so the control set is the same; the global random state is not touched.
+    """
+    rs = np.random.RandomState(seed)
+    cut = expression_bins(means, n_bins)
+    genes = np.asarray(genes, dtype=np.int64)
+    ctrl: set[int] = set()
+    for c in np.unique(cut[genes]):
+        r = np.flatnonzero(cut == c)
+        if ctrl_size < len(r):
+            r = r[rs.choice(len(r), size=ctrl_size, replace=False)]
+        ctrl.update(set(r.tolist()) - set(genes.tolist()))
+    return np.array(sorted(ctrl), dtype=np.int64)
+
+
+def score_genes(
+    X, sets: Sequence[Sequence[int]], *, ctrl_size: int = 50, n_bins: int = 25, seed: int = 0
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """scanpy ``score_genes`` for several sets at once: (cells x sets scores, control genes per set).
+
+    Set ``k`` is scored as scanpy would with ``random_state=seed`` (scanpy re-seeds per call, so every set
+    gets the same seed). Gene indices of a set must be unique.
+    """
+    means = gene_means(X)
+    ctrl = [control_genes(means, s, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed) for s in sets]
+    for s, c in zip(sets, ctrl, strict=True):
+        if len(c) == 0:
+            raise ValueError(f"no control genes found for a set of {len(s)} genes; the data have too few genes")
+    m = set_means(X, list(sets) + ctrl)
+    k = len(sets)
+    return m[:, :k] - m[:, k:], ctrl
+
+
+def _desc_ranks(X: sparse.csr_matrix, *, ties: str, tie_key: np.ndarray | None = None) -> np.ndarray:
+    """Within-row descending ranks of the stored nonzero values (aligned with ``X.data``).
+
+    ``ties='average'`` (rankdata average) or ``'ordinal'`` (ties broken by ``tie_key[gene]``, default the gene
+    index, as rankdata ordinal over the row). ``X`` must have sorted indices and no explicit zeros.
+    """
+    n = X.shape[0]
+    lens = np.diff(X.indptr)
+    row = np.repeat(np.arange(n), lens)
+    order = np.lexsort((X.indices if tie_key is None else tie_key[X.indices], -X.data, row))
+    pos = np.arange(X.nnz) - X.indptr[row[order]]  # 0-based ordinal position within the row
+    rank_sorted = pos + 1.0
+    if ties == "average":
+        v = X.data[order]
+        r = row[order]
+        new = np.ones(X.nnz, dtype=bool)
+        new[1:] = (v[1:] != v[:-1]) | (r[1:] != r[:-1])
+        gid = np.cumsum(new) - 1
+        first = np.flatnonzero(new)
+        last = np.append(first[1:], X.nnz) - 1
+        rank_sorted = (rank_sorted[first] + rank_sorted[last])[gid] / 2.0
+    elif ties != "ordinal":
+        raise ValueError("ties must be 'average' or 'ordinal'")
+    ranks = np.empty(X.nnz)
+    ranks[order] = rank_sorted
+    return ranks
+
+
+def _clean_chunk(X: sparse.csr_matrix) -> sparse.csr_matrix:
+    c = X.copy().astype(np.float64)
+    c.data[~np.isfinite(c.data)] = 0.0
+    c.eliminate_zeros()
+    c.sort_indices()
+    return c
+
+
+def ucell_transform(X, *, max_rank: int = 1500) -> sparse.csr_matrix:
+    """Sparse cells x genes matrix ``max_rank - rank`` for genes ranked within the top ``max_rank`` of the cell.
+
+    A gene's rank is its descending rank among the cell's nonzero values (average ties, as pyucell); zeros and
+    genes ranked beyond ``max_rank`` count as ``max_rank`` and are not stored.
+    """
+    X = _as_csr(X)
+    parts = []
+    for i in range(0, X.shape[0], CHUNK):
+        c = _clean_chunk(X[i : i + CHUNK])
+        v = np.maximum(max_rank - _desc_ranks(c, ties="average"), 0.0)
+        c.data = v
+        c.eliminate_zeros()
+        parts.append(c)
+    return sparse.vstack(parts, format="csr") if parts else sparse.csr_matrix(X.shape)
+
+
+def ucell_from_transform(V: sparse.csr_matrix, sets: Sequence[Sequence[int]], *, max_rank: int = 1500) -> np.ndarray:
+    """UCell scores (cells x sets) from :func:`ucell_transform`: ``1 - (U_sum - n(n+1)/2) / (n max_rank - n(n+1)/2)``."""
+    sizes = np.array([len(s) for s in sets], dtype=np.float64)
+    gain = (V @ set_weights(V.shape[1], sets, normalise=False)).toarray()
+    rank_sum = sizes * max_rank - gain
+    s_min = sizes * (sizes + 1) / 2.0
+    s_max = sizes * max_rank
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = 1.0 - (rank_sum - s_min) / (s_max - s_min)
+    score[:, s_max == s_min] = 0.0
+    return np.clip(score, 0.0, None)
+
+
+def ucell(X, sets: Sequence[Sequence[int]], *, max_rank: int = 1500) -> np.ndarray:
+    """UCell scores (cells x sets) as pyucell ``compute_ucell_scores`` (positive genes only, present genes)."""
+    return ucell_from_transform(ucell_transform(X, max_rank=max_rank), sets, max_rank=max_rank)
+
+
+def aucell_n_up(n_genes: int, n_up: int | float | None = None) -> int:
+    """Top genes used by AUCell: 5 % of the genes (at least 2) by default, as decoupler."""
+    if n_up is None:
+        return int(np.clip(np.ceil(0.05 * n_genes), 2, n_genes))
+    return int(np.ceil(n_up))
+
+
+def aucell(
+    X, sets: Sequence[Sequence[int]], *, n_up: int | float | None = None, tie_order: np.ndarray | None = None
+) -> np.ndarray:
+    """AUCell scores (cells x sets) as decoupler ``mt.aucell``: ordinal descending ranks over all genes.
+
+    The AUC of the recovery curve up to ``n_up`` equals ``sum(n_up - rank)`` over the set's genes ranked below
+    ``n_up``, divided by its maximum ``sum_{i=1}^{min(n, n_up - 1)} (n_up - i)``. Equal values (zeros above all,
+    which matter for cells with fewer than ``n_up`` detected genes) are ranked in ``tie_order`` (a permutation:
+    ``tie_order[g]`` is gene g's place; default the gene order). decoupler breaks ties by a seeded random order
+    of the non-empty genes; the tests pass that order to reproduce it exactly.
+    """
+    X = _as_csr(X)
+    n_cells, n_genes = X.shape
+    n_up = aucell_n_up(n_genes, n_up)
+    key_of = np.arange(n_genes, dtype=np.int64) if tie_order is None else np.asarray(tie_order, dtype=np.int64)
+    W = set_weights(n_genes, sets, normalise=False)
+    out = np.zeros((n_cells, len(sets)))
+    for i in range(0, n_cells, CHUNK):
+        c = _clean_chunk(X[i : i + CHUNK])
+        v = c.copy()
+        v.data = np.maximum(n_up - _desc_ranks(c, ties="ordinal", tie_key=key_of), 0.0)
+        out[i : i + CHUNK] = (v @ W).toarray()
+        # a zero's rank = nnz + 1 + (zero genes placed before it), reachable only when nnz < n_up - 1
+        nnz = np.diff(c.indptr)
+        low = np.flatnonzero(nnz < n_up - 1)
+        if low.size == 0:
+            continue
+        key = np.sort(np.repeat(np.arange(c.shape[0], dtype=np.int64), nnz) * n_genes + key_of[c.indices])
+        for k, s in enumerate(sets):
+            s = np.asarray(s, dtype=np.int64)
+            rows = np.repeat(low, s.size)
+            q = low[:, None] * n_genes + key_of[s][None, :]
+            q = q.ravel()
+            at = np.searchsorted(key, q)
+            hit = (at < key.size) & (key[np.minimum(at, key.size - 1)] == q)
+            before = at - c.indptr[rows]  # nonzeros of the row placed before this gene
+            rank = nnz[rows] + 1 + np.tile(key_of[s], low.size) - before
+            contrib = np.where(hit, 0.0, np.maximum(n_up - rank, 0.0)).reshape(low.size, s.size)
+            out[i + low, k] += contrib.sum(axis=1)
+    m = np.array([min(len(s), n_up - 1) for s in sets])
+    max_auc = np.array([n_up * mm - mm * (mm + 1) / 2.0 for mm in m])
+    return out / max_auc
+
+
+def detected_genes(counts) -> np.ndarray:
+    """Number of genes with a nonzero count per cell."""
+    if sparse.issparse(counts):
+        c = counts.tocsr()
+        row = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+        return np.bincount(row[c.data != 0], minlength=c.shape[0])
+    return np.count_nonzero(np.asarray(counts), axis=1)
+
+
+def _rank01(x: np.ndarray) -> np.ndarray:
+    """Average ranks scaled to [0, 1] (0.5 when all equal)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2:
+        return np.full(x.size, 0.5)
+    r = pd.Series(x).rank(method="average").to_numpy()
+    return (r - 1) / (x.size - 1) if r.max() > r.min() else np.full(x.size, 0.5)
+
+
+def gene_count_signature(X, n_detected: np.ndarray, *, n_top: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """CytoTRACE-style potency: mean expression of the ``n_top`` genes most correlated with the detected-gene count.
+
+    Gulati et al. (Science 2020) found the number of detected genes a cell expresses the strongest single
+    correlate of developmental potential, and the genes covarying with it ("gene counts signature", GCS) a
+    more robust readout. Returns (GCS score per cell, rank-scaled to [0, 1] within the data; the gene indices).
+    The full CytoTRACE additionally smooths the GCS over a cell graph; this is not done here.
+    """
+    n = X.shape[0]
+    y = np.asarray(n_detected, dtype=np.float64)
+    yc = y - y.mean()
+    if sparse.issparse(X):
+        sx = np.asarray(X.sum(axis=0)).ravel()
+        sxx = np.asarray(X.multiply(X).sum(axis=0)).ravel()
+        sxy = np.asarray(X.T @ yc).ravel()
+    else:
+        Xd = np.asarray(X, dtype=np.float64)
+        sx, sxx, sxy = Xd.sum(axis=0), (Xd * Xd).sum(axis=0), Xd.T @ yc
+    var_x = sxx / n - (sx / n) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (sxy / n) / np.sqrt(var_x * yc.var())
+    r[~np.isfinite(r)] = -np.inf
+    top = np.sort(np.argsort(-r, kind="stable")[: min(n_top, X.shape[1])])
+    gcs = set_means(X, [top])[:, 0]
+    return _rank01(gcs), top
+
+
+def spearman_with_weights(X, weights: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each cell's expression (columns of ``X``) with ``weights`` (one per column).
+
+    Ranks with average ties (all zeros of a cell share one rank), computed on the sparse matrix without a
+    dense copy. A cell whose expression is constant gets NaN.
+    """
+    X = _as_csr(X)
+    n_cells, G = X.shape
+    w = pd.Series(np.asarray(weights, dtype=np.float64)).rank(method="average").to_numpy()
+    wc = w - w.mean()
+    sw = np.sqrt((wc * wc).sum())
+    out = np.empty(n_cells)
+    for i in range(0, n_cells, CHUNK):
+        c = _clean_chunk(X[i : i + CHUNK])
+        if (c.data < 0).any():
+            raise ValueError("spearman_with_weights expects nonnegative expression")
+        nnz = np.diff(c.indptr).astype(np.float64)
+        nz = G - nnz
+        zero_rank = (nz + 1) / 2.0
+        # descending rank d among nonzeros -> ascending rank over all genes: nz + (nnz + 1 - d)
+        d = _desc_ranks(c, ties="average")
+        row = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+        asc = nz[row] + (nnz[row] + 1 - d)
+        # centred rank vector: zeros at zero_rank - mean, nonzeros at asc - mean; mean = (G + 1) / 2
+        mean = (G + 1) / 2.0
+        dev = asc - mean
+        z0 = zero_rank - mean
+        # sum_g (r_g - mean) wc_g = z0 * sum(wc) + sum_nz (dev - z0) wc_g ; sum(wc) = 0
+        cross = np.bincount(row, weights=(dev - z0[row]) * wc[c.indices], minlength=c.shape[0])
+        ss = nz * z0**2 + np.bincount(row, weights=dev**2, minlength=c.shape[0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[i : i + CHUNK] = cross / (np.sqrt(ss) * sw)
+    return out
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """(x - min) / (max - min), as the mRNAsi index is scaled (NaN kept)."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def residualise(score: np.ndarray, n_detected: np.ndarray, *, fit: np.ndarray | None = None) -> np.ndarray:
+    """Residual of ``score ~ a + b log1p(n_detected)`` (least squares on the ``fit`` cells, default all).
+
+    Gene count is both a potency signal and a confounder of every signature score; the residual is the
+    part of a score that the number of detected genes does not explain.
+    """
+    y = np.asarray(score, dtype=np.float64)
+    x = np.log1p(np.asarray(n_detected, dtype=np.float64))
+    fit = np.ones(y.size, dtype=bool) if fit is None else np.asarray(fit, dtype=bool)
+    ok = fit & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0:
+        return y - np.nanmean(y[ok]) if ok.any() else y
+    b, a = np.polyfit(x[ok], y[ok], 1)
+    return y - (a + b * x)
+
+
+def bh_fdr(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (NaN kept)."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.size, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = ok.size
+    q = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(q[::-1])[::-1]
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def matched_random_sets(
+    bins: np.ndarray, genes: Sequence[int], n_sets: int, rng: np.random.Generator, *, exclude: Sequence[int] = ()
+) -> np.ndarray:
+    """``n_sets`` random gene sets (rows) matched to ``genes`` by expression bin, drawn without replacement.
+
+    Each signature gene is replaced by a gene of the same bin (``bins`` from :func:`expression_bins`) that is
+    not in ``exclude``; when a bin has too few genes the neighbouring bins are pooled in.
+    """
+    genes = np.asarray(genes, dtype=np.int64)
+    allowed = np.ones(bins.size, dtype=bool)
+    allowed[np.asarray(exclude, dtype=np.int64)] = False
+    out = np.empty((n_sets, genes.size), dtype=np.int64)
+    for b in np.unique(bins[genes]):
+        cols = np.flatnonzero(bins[genes] == b)
+        width = 0
+        pool = np.flatnonzero(allowed & (bins == b))
+        while pool.size < cols.size and width <= bins.max():
+            width += 1
+            pool = np.flatnonzero(allowed & (np.abs(bins - b) <= width))
+        if pool.size < cols.size:
+            raise ValueError("too few genes to draw expression-matched random gene sets")
+        pick = np.argpartition(rng.random((n_sets, pool.size)), cols.size - 1, axis=1)[:, : cols.size]
+        out[:, cols] = pool[pick]
+    return out
+
+
+def _zcols(m: np.ndarray) -> np.ndarray:
+    """Robust z-scores of each column (axis 0): (x - median) / (1.4826 MAD), the SD when the MAD is 0.
+
+    Robust, so that a stem-like minority does not inflate the scale that the other cells are measured in.
+    """
+    med = np.median(m, axis=0)
+    scale = 1.4826 * np.median(np.abs(m - med), axis=0)
+    sd = m.std(axis=0)
+    scale = np.where(scale > 0, scale, np.where(sd > 0, sd, 1.0))
+    return (m - med) / scale
+
+
+def random_set_pvalues(
+    T,
+    sets: Sequence[Sequence[int]],
+    observed: np.ndarray,
+    bins: np.ndarray,
+    *,
+    n_random: int = 1000,
+    offsets: np.ndarray | None = None,
+    seed: int = 0,
+    block: int = 50,
+) -> np.ndarray:
+    """Empirical p-value per cell of a combined signature index against expression-matched random gene sets.
+
+    ``T`` (cells x genes, the cells to test, e.g. the malignant ones) is the kernel's linear form: the
+    log-normalised matrix for the mean-based score, :func:`ucell_transform` for UCell (whose score is affine in
+    ``T @ indicator``). ``observed`` (cells x sets) are the sets' scores; ``offsets`` (cells x sets) is
+    subtracted from each random set's mean (the control-gene mean of ``score_genes``). The index is the mean
+    over sets of the per-set robust z-scores over these cells (median, MAD), re-standardised the same way; the same is done with ``n_random``
+    draws of random sets (each signature gene replaced by a gene of its expression bin). The p-value of cell
+    i is ``(1 + #{draws with index_i >= observed index_i}) / (1 + n_random)``: how often random genes give the
+    cell an index as high, relative to the other cells, as the signature does.
+    """
+    rng = np.random.default_rng(seed)
+    n, k = observed.shape
+    obs = _zcols(_zcols(np.asarray(observed, dtype=np.float64)).mean(axis=1, keepdims=True))[:, 0]
+    exclude = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]))
+    draws = [matched_random_sets(bins, s, n_random, rng, exclude=exclude) for s in sets]
+    T = T.tocsr() if sparse.issparse(T) else np.asarray(T, dtype=np.float64)
+    exceed = np.zeros(n)
+    for b0 in range(0, n_random, block):
+        b1 = min(n_random, b0 + block)
+        cols = [draws[j][b] for b in range(b0, b1) for j in range(k)]  # draw-major, set-minor
+        m = set_means(T, cols).reshape(n, b1 - b0, k)
+        if offsets is not None:
+            m = m - np.asarray(offsets)[:, None, :]
+        idx = _zcols(m).mean(axis=2)
+        idx = _zcols(idx)
+        exceed += (idx >= obs[:, None] - 1e-12).sum(axis=1)
+    return (1.0 + exceed) / (1.0 + n_random)
