@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import annotate as _ann
 from . import checkpoints as _cp
+from . import crosstalk as _ct
 from . import neighbours as _nb
 from . import preprocess as _pp
 from . import scoring as _sc
@@ -184,6 +185,64 @@ def nhood_enrichment(
 def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path = "config/checkpoints.tsv") -> pd.DataFrame:
     """Checkpoint expression table (see :func:`cscniche.checkpoints.checkpoint_table`)."""
     return _cp.checkpoint_table(adata, _cp.read_checkpoints(genes), sample=sample)
+
+
+def checkpoint_pseudobulk(
+    adata: ad.AnnData, *, sample: str, genes: str | Path = "config/checkpoints.tsv"
+) -> pd.DataFrame:
+    """Summed raw counts per group and checkpoint gene (see :func:`cscniche.checkpoints.checkpoint_pseudobulk`)."""
+    return _cp.checkpoint_pseudobulk(adata, _cp.read_checkpoints(genes), sample=sample)
+
+
+def niche_checkpoints(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    genes: str | Path = "config/checkpoints.tsv",
+    spatial_k: int = 10,
+    spatial_radius: float | None = None,
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    **_ignored,
+) -> pd.DataFrame:
+    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph."""
+    table = _cp.read_checkpoints(genes)
+    csc = adata.obs["csc"].to_numpy(dtype=bool)
+    graphs = [("knn", _nb.knn_adjacency(adata.obsp["distances"]))]
+    coords = _spatial(adata, sample, spatial_x, spatial_y)
+    if coords is not None:
+        graphs.append(("spatial", _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius)))
+    return pd.concat(
+        [
+            _cp.niche_checkpoint_table(adata, table, _nb.csc_niche_members(adj, csc), sample=sample, neighbourhood=kind)
+            for kind, adj in graphs
+        ],
+        ignore_index=True,
+    )
+
+
+def crosstalk(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    axes: list[dict] | None = None,
+    n_permutations: int = 1000,
+    expr_prop: float = 0.1,
+    min_cells: int = 5,
+    max_p: float = 0.05,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference (see :mod:`cscniche.crosstalk`)."""
+    return _ct.crosstalk(
+        adata,
+        sample=sample,
+        axes=axes,
+        n_permutations=n_permutations,
+        expr_prop=expr_prop,
+        min_cells=min_cells,
+        max_p=max_p,
+        seed=seed,
+    )
 
 
 CELL_COLUMNS = ["cell_id", "sample", "cell_type", "compartment", "n_genes"]
