@@ -19,5 +19,6 @@ class InputError(ValueError):
         prefix = ", ".join(where)
         text = f"{prefix}: {message}" if prefix else message
         super().__init__(" ".join(text.split()))
+        self.message = message
         self.sample = sample
         self.path = path

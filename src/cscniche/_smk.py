@@ -1,21 +1,182 @@
-"""Glue for the thin Snakemake scripts: logging to the rule's log and one-line errors."""
+"""Glue for the Snakemake workflow: config and sample-sheet validation, and the thin scripts' ``step``.
+
+Every user error ends in one line ``ERROR: <message>`` on stderr:
+
+- the config and the sample sheet are checked when the workflow is parsed (:func:`check_config`,
+  :func:`read_sample_sheet`, :func:`fail`); the message names the config key, or the sheet, line,
+  sample and column;
+- a step that meets bad input raises :class:`InputError`; :func:`step` prints it with the sample and
+  its input file and exits 1, so Snakemake deletes that step's outputs (no partial output).
+
+This module is loaded by file path from ``workflow/rules/common.smk`` (so parsing the workflow does
+not import scanpy); it imports only the standard library, ``_errors`` and, inside functions, pandas,
+yaml and jsonschema.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
+import traceback
 import warnings
+from pathlib import Path
 
-from ._errors import InputError
+try:
+    from ._errors import InputError
+except ImportError:  # loaded by path from the Snakefile, outside the package
+    import importlib.util as _ilu
+
+    _spec = _ilu.spec_from_file_location("cscniche_errors", Path(__file__).with_name("_errors.py"))
+    _mod = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    InputError = _mod.InputError
+
+#: sample-sheet paths that the workflow itself produces (the demo) or fetches (scheme://...)
+GENERATED = re.compile(r"^(resources/|[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def fail(exc: BaseException | str) -> None:
+    """Print ``ERROR: <one line>`` to stderr and stop (exit status 1) without a traceback."""
+    print(f"ERROR: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def _load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _hint(schema: dict) -> str:
+    parts = []
+    if schema.get("description"):
+        parts.append(str(schema["description"]))
+    if "default" in schema and not isinstance(schema["default"], dict):
+        parts.append(f"default {schema['default']!r}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def check_config(config: dict, schema_path: str | Path) -> None:
+    """Validate the config against its JSON schema; raise one :class:`InputError` naming the key.
+
+    Example message: ``config key 'qc.min_genes': 'abc' is not of type 'integer' (minimum detected
+    genes per cell; default 200); fix it in the config file or --config``.
+    """
+    import jsonschema
+
+    schema = _load_yaml(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    err = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if err is None:
+        return
+    key = ".".join(map(str, err.absolute_path))
+    fix = "fix it in the config file or --config"
+    if err.validator == "additionalProperties":
+        known = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(known))
+        names = ", ".join(f"'{'.'.join([key, e]) if key else e}'" for e in extra)
+        raise InputError(f"unknown config key {names}; known keys{' under ' + repr(key) if key else ''}: "
+                         f"{', '.join(known)}; {fix}")  # fmt: skip
+    if err.validator == "required":
+        raise InputError(f"config: {err.message}{' under ' + repr(key) if key else ''}; {fix}")
+    raise InputError(f"config key '{key}': {err.message}{_hint(err.schema)}; {fix}")
+
+
+def _data_lines(path: Path) -> list[int]:
+    """Line numbers (1-based) of the header and data rows, as pandas reads them (no blank/comment lines)."""
+    lines = path.read_text().splitlines()
+    return [i + 1 for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str | Path = "."):
+    """Read and validate the tab-separated sample sheet; return it indexed by sample ID.
+
+    Optional columns absent from the sheet get their schema default. Errors are one-line
+    :class:`InputError` naming the sheet, the line, the sample and the column: missing required
+    column, a value against the schema (e.g. a sample ID with '/' or '..'), duplicated IDs, an
+    input path that does not exist (except paths the workflow makes itself, ``resources/...``).
+    """
+    import jsonschema
+    import pandas as pd
+
+    path = Path(path)
+    where = f"sample sheet '{path}'"
+    if not path.is_file():
+        raise InputError(f"{where} not found; set the config key 'samples' to a tab-separated sample sheet")
+    schema = _load_yaml(schema_path)
+    props = schema["properties"]
+    try:
+        sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - any parser failure becomes one line
+        raise InputError(f"{where} could not be read as a tab-separated table ({exc}); fix its format") from None
+    sheet.columns = [str(c).strip() for c in sheet.columns]
+    missing = [c for c in schema.get("required", []) if c not in sheet.columns]
+    if missing and len(sheet.columns) == 1 and re.search(r"[,; ]", sheet.columns[0]):
+        raise InputError(f"{where} is not tab-separated (header '{sheet.columns[0]}'); separate the columns with tabs")
+    if missing:
+        raise InputError(
+            f"{where} lacks the column '{missing[0]}' (columns found: {', '.join(sheet.columns)}); the sheet is "
+            f"tab-separated with a header line naming at least {', '.join(schema['required'])}"
+        )
+    unknown = [c for c in sheet.columns if c not in props]
+    if unknown:
+        print(f"WARNING: {where}: columns {unknown} are not used (known: {', '.join(props)})", file=sys.stderr)
+    for col, spec in props.items():
+        if col not in sheet.columns:
+            sheet[col] = spec.get("default", "")
+    sheet = sheet.map(lambda v: v.strip() if isinstance(v, str) else v)
+    if sheet.empty:
+        raise InputError(f"{where} has no samples; add one line per sample")
+    lines = _data_lines(path)[1:]
+    validator = jsonschema.Draft202012Validator(schema)
+    at = []
+    for i, row in enumerate(sheet[list(props)].to_dict("records")):
+        line = lines[i] if i < len(lines) else i + 2
+        at.append(f"{where}, line {line} (sample '{row['sample']}')")
+        err = jsonschema.exceptions.best_match(validator.iter_errors(row))
+        if err is not None:
+            col = err.absolute_path[0] if err.absolute_path else "?"
+            raise InputError(f"{at[i]}, column '{col}': {row.get(col, '')!r} is not allowed{_hint(props.get(col, {}))}")
+    dup = sheet["sample"][sheet["sample"].duplicated()].unique().tolist()
+    if dup:
+        on = [str(lines[i]) for i in range(len(sheet)) if sheet["sample"].iloc[i] == dup[0] and i < len(lines)]
+        raise InputError(
+            f"{where}: duplicated sample IDs {dup} ('{dup[0]}' on lines {' and '.join(on)}, column 'sample'); "
+            "each sample needs its own ID"
+        )
+    workdir = Path(workdir)
+    for i, p in enumerate(sheet["path"]):
+        if not GENERATED.match(p) and not (workdir / p).exists():
+            raise InputError(
+                f"{at[i]}, column 'path': '{p}' does not exist (relative paths are read from the working "
+                f"directory {workdir.resolve()}); fix the path"
+            )
+    return sheet.set_index("sample", drop=False)
+
+
+def _sample_file(snakemake, sample: str) -> str | None:
+    """The sample's input path from the sample sheet (for errors raised after loading), else None."""
+    try:
+        import pandas as pd
+
+        sheet = pd.read_csv(snakemake.config["samples"], sep="\t", dtype=str, comment="#").fillna("")
+        sheet.columns = [str(c).strip() for c in sheet.columns]
+        hit = sheet.loc[sheet["sample"].str.strip() == sample, "path"]
+        return str(hit.iloc[0]).strip() if len(hit) else None
+    except Exception:  # noqa: BLE001 - only used to enrich a message
+        return None
 
 
 @contextlib.contextmanager
 def step(snakemake):
-    """Route logging and warnings to ``snakemake.log[0]``; turn an :class:`InputError` into one line.
+    """Route logging and warnings to ``snakemake.log[0]``; turn any error into one ``ERROR:`` line.
 
-    On an InputError the line ``ERROR: <message>`` goes to the log and to stderr and the script
-    exits 1, so Snakemake deletes the rule's outputs (no partial output) and names the log.
+    On an :class:`InputError` the line ``ERROR: <message>`` (completed with the sample and its
+    input file when the error lacks them) goes to the log and to stderr and the script exits 1, so
+    Snakemake deletes the rule's outputs (no partial output) and names the log. Any other exception
+    writes its traceback to the log and a one-line ``ERROR:`` naming the step, the sample and the log.
     """
     handlers = [logging.StreamHandler(sys.stderr)]
     if snakemake.log:
@@ -25,9 +186,29 @@ def step(snakemake):
     )
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    sample = dict(snakemake.wildcards.items()).get("sample")
     try:
         yield
     except InputError as exc:
+        if exc.path is None and (exc.sample or sample):
+            exc = InputError(
+                exc.message, sample=exc.sample or sample, path=_sample_file(snakemake, exc.sample or sample)
+            )
         logging.getLogger("cscniche").error("%s", exc)
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - never end in an unexplained traceback on the console
+        logfile = snakemake.log[0] if snakemake.log else None
+        if logfile:
+            with open(logfile, "a") as f:
+                f.write(traceback.format_exc())
+        first = (str(exc).strip().splitlines() or [""])[0]
+        who = f"sample '{sample}', " if sample else ""
+        see = f"the traceback is in {logfile}" if logfile else "see the traceback above"
+        print(
+            f"ERROR: {who}step '{snakemake.rule}': unexpected {type(exc).__name__}: {first}; {see}; "
+            "this is a bug or an unforeseen input: please report it with that log",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)

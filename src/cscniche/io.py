@@ -17,12 +17,17 @@ import pandas as pd
 from scipy import sparse
 
 from ._errors import InputError
+from .formats import COMMON_GENES, read_mtx_dir, read_text_matrix
+from .genes import is_mouse
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("h5ad", "10x_h5", "10x_mtx", "loom", "csv")
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "feature_name", "gene_name", "symbol", "gene")
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+_ENSEMBL_HUMAN = re.compile(r"^ENSG\d{6,}(\.\d+)?$")
+#: mouse/rat-style symbols (Actb, Cd44, Gm12345), for examples in messages (detection: genes.is_mouse)
+_MOUSE_CASE = re.compile(r"^[A-Z][a-z][a-z0-9-]*$")
 #: values above this are not log1p-normalised counts (log1p(1e13) ~ 30)
 LOG_MAX = 30.0
 
@@ -55,17 +60,11 @@ def _read(path: Path, fmt: str) -> ad.AnnData:
     if fmt == "10x_h5":
         return sc.read_10x_h5(path)
     if fmt == "10x_mtx":
-        return sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False)
+        return read_mtx_dir(path)  # GEO-prefixed and legacy genes.tsv layouts too
     if fmt == "loom":
         return ad.read_loom(path)
     if fmt == "csv":
-        sep = "\t" if re.search(r"\.(tsv|txt)(\.gz)?$", path.name.lower()) else ","
-        df = pd.read_csv(path, sep=sep, index_col=0)
-        return ad.AnnData(
-            sparse.csr_matrix(df.to_numpy(dtype=np.float32)),
-            obs=pd.DataFrame(index=df.index.astype(str)),
-            var=pd.DataFrame(index=df.columns.astype(str)),
-        )
+        return read_text_matrix(path, orientation="auto", known_genes=COMMON_GENES)
     raise InputError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}", path=str(path))
 
 
@@ -137,9 +136,55 @@ def _symbols(adata: ad.AnnData) -> tuple[pd.Index, str]:
                 return pd.Index(np.where(ok, sym, names)), f"var['{col}']"
         raise ValueError(
             "gene identifiers are Ensembl IDs and no gene-symbol column was found "
-            f"(looked for var columns {', '.join(SYMBOL_COLUMNS)}); add one"
+            f"(looked for var columns {', '.join(SYMBOL_COLUMNS)}); add a column of HGNC symbols named gene_symbols"
         )
     return pd.Index(names), "var_names"
+
+
+def check_species(names) -> None:
+    """Raise ValueError when gene names are not human: Ensembl IDs of another species or mouse-cased symbols.
+
+    Only human data are supported (the gene sets, markers and checkpoint tables are HGNC symbols).
+    Names are taken as non-human Ensembl IDs when most are ``ENS<species>G...`` rather than ``ENSG...``,
+    and as mouse/rat symbols when most names with letters are cased like ``Actb`` rather than ``ACTB``.
+    """
+    names = pd.Index(names).astype(str)[:5000]
+    ens = [n for n in names if _ENSEMBL.match(n)]
+    if len(ens) > len(names) / 2 and np.mean([bool(_ENSEMBL_HUMAN.match(n)) for n in ens]) < 0.5:
+        prefix = re.match(r"^ENS[A-Z]*G", ens[0]).group(0)
+        raise ValueError(
+            f"gene IDs are non-human Ensembl IDs ({prefix}..., e.g. {ens[0]}); only human data (ENSG IDs or "
+            "HGNC symbols) are supported: map the genes to human orthologues first"
+        )
+    if is_mouse(names):
+        mouse = [n for n in names if _MOUSE_CASE.match(n)]
+        raise ValueError(
+            f"gene symbols look like mouse/rat symbols ({len(mouse)} of {len(names)} cased like "
+            f"{', '.join(mouse[:3])}); only human HGNC symbols (ACTB, CD44) are supported: map the genes to "
+            "human orthologues first"
+        )
+
+
+def _spatial(adata: ad.AnnData, spatial_key: str | None) -> np.ndarray | None:
+    """The cells' coordinates from ``obsm[spatial_key]`` (default ``obsm['spatial']`` when present) or None."""
+    key = spatial_key or "spatial"
+    if key not in adata.obsm:
+        if spatial_key:
+            keys = ", ".join(map(str, adata.obsm.keys())) or "none"
+            raise ValueError(
+                f"spatial_key '{spatial_key}' is not an obsm key (obsm keys: {keys}); fix the sample sheet "
+                "column 'spatial_key' or leave it empty"
+            )
+        return None
+    m = adata.obsm[key]
+    m = np.asarray(m.to_numpy() if isinstance(m, pd.DataFrame) else m)
+    ok = m.ndim == 2 and m.shape[1] >= 2 and np.issubdtype(m.dtype, np.number)
+    if not ok or not np.all(np.isfinite(m[:, :2].astype(np.float64))):
+        raise ValueError(
+            f"obsm['{key}'] is not a finite numeric cells x 2 (or 3) coordinate array (shape {m.shape}, "
+            f"dtype {m.dtype}); fix or remove the coordinates"
+        )
+    return m.astype(np.float64)
 
 
 def load_sample(
@@ -148,7 +193,7 @@ def load_sample(
     sample: str,
     fmt: str | None = None,
     cell_type_key: str | None = None,
-    spatial_key: str = "spatial",
+    spatial_key: str | None = None,
 ) -> ad.AnnData:
     """Load one sample and return raw counts with gene symbols.
 
@@ -162,14 +207,30 @@ def load_sample(
         One of :data:`FORMATS`; guessed from the path when ``None``.
     cell_type_key
         ``obs`` column with author cell-type labels; must exist when given.
+    spatial_key
+        ``obsm`` key of the cell coordinates, copied to ``obsm['spatial']``; must exist when given.
+        When ``None``, ``obsm['spatial']`` is used if present.
 
     Returns
     -------
     AnnData with ``X`` = ``layers['counts']`` = raw counts (CSR float32).
+
+    Raises
+    ------
+    InputError
+        One line naming the sample and the file: missing, empty or unreadable file, no raw counts
+        (log-normalised, negative, NaN), Ensembl IDs without symbols, non-human genes, a missing
+        ``cell_type_key`` or ``spatial_key``, bad coordinates.
+
+    Duplicated gene symbols are kept, made unique the scanpy way (``var_names_make_unique``:
+    the second ``X`` becomes ``X-1``), logged and recorded in ``uns['cscniche']['load']``; no
+    column is dropped or summed, and a signature uses the first copy.
     """
     path = Path(path)
     if not path.exists():
         raise InputError("file not found; check the 'path' column of the sample sheet", sample=sample, path=str(path))
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError("the file is empty (0 bytes); copy or download it again", sample=sample, path=str(path))
     fmt = fmt or guess_format(path)
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}", sample=sample, path=str(path))
@@ -197,24 +258,31 @@ def load_sample(
         )
     try:
         where, adata = find_counts(raw)
+        check_species(adata.var_names)
         symbols, symbol_source = _symbols(adata)
+        check_species(symbols)
+        coords = _spatial(adata, spatial_key)
     except ValueError as exc:
         raise InputError(str(exc), sample=sample, path=str(path)) from None
     adata.var["original_id"] = adata.var_names.astype(str)
     adata.var_names = symbols
+    dup = sorted(set(adata.var_names[adata.var_names.duplicated()]))
     n_dup = int(adata.var_names.duplicated().sum())
     if n_dup:
         log.warning(
-            "sample %s: %d duplicated gene names made unique (e.g. %s)",
+            "sample %s: %d duplicated gene names (%d symbols, e.g. %s) kept and made unique with -1, -2 "
+            "suffixes (scanpy var_names_make_unique); gene sets use the first copy",
             sample,
             n_dup,
-            ", ".join(adata.var_names[adata.var_names.duplicated()][:5]),
+            len(dup),
+            ", ".join(dup[:5]),
         )
         adata.var_names_make_unique()
     if not adata.obs_names.is_unique:
+        log.warning("sample %s: duplicated cell IDs made unique with -1, -2 suffixes", sample)
         adata.obs_names_make_unique()
-    if spatial_key in adata.obsm and spatial_key != "spatial":
-        adata.obsm["spatial"] = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    if coords is not None:
+        adata.obsm["spatial"] = coords
     adata.layers["counts"] = adata.X.copy()
     adata.obs["sample"] = sample
     adata.uns["cscniche"] = {
@@ -224,6 +292,8 @@ def load_sample(
             "counts_from": where,
             "symbols_from": symbol_source,
             "n_duplicated_genes": n_dup,
+            "duplicated_genes": dup,
+            "spatial_from": (spatial_key or "spatial") if coords is not None else "",
         }
     }
     log.info("sample %s: %d cells x %d genes, counts from %s", sample, adata.n_obs, adata.n_vars, where)

@@ -1,13 +1,28 @@
 # Helpers: config and sample-sheet loading and validation, input functions. Rules live elsewhere.
+import importlib.util
 import re
 from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
 
-validate(config, schema="../../config/schemas/config.schema.yaml")
-
 WORKFLOW_DIR = Path(workflow.basedir)
+
+
+def _load_glue():
+    """cscniche._smk loaded by path: config and sample-sheet checks without importing scanpy at parse time."""
+    spec = importlib.util.spec_from_file_location("cscniche_smk", WORKFLOW_DIR / "src/cscniche/_smk.py")
+    glue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(glue)
+    return glue
+
+
+_glue = _load_glue()
+try:
+    _glue.check_config(config, WORKFLOW_DIR / "config/schemas/config.schema.yaml")
+except _glue.InputError as exc:
+    _glue.fail(exc)
+validate(config, schema="../../config/schemas/config.schema.yaml")
 
 
 def resolve(path):
@@ -28,29 +43,11 @@ config["scoring"]["gene_sets"] = [resolve(p) for p in config["scoring"]["gene_se
 
 
 def _read_sample_sheet(path):
-    """Read and validate the sample sheet; every error names the sheet and the offending row."""
-    if not Path(path).exists():
-        raise ValueError(f"sample sheet '{path}' not found (config key 'samples')")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    sheet.columns = [c.strip() for c in sheet.columns]
-    for col in ("sample", "path"):
-        if col not in sheet.columns:
-            raise ValueError(f"sample sheet '{path}' lacks the column '{col}'")
-    for col in ("format", "cell_type_key", "patient", "condition"):
-        if col not in sheet.columns:
-            sheet[col] = ""
-    for i, row in sheet.iterrows():
-        try:
-            validate(row.to_frame().T, schema="../../config/schemas/samples.schema.yaml")
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ValueError(f"sample sheet '{path}', row {i + 2} (sample '{row['sample']}'): {first}") from None
-    dup = sheet["sample"][sheet["sample"].duplicated()].unique().tolist()
-    if dup:
-        raise ValueError(f"sample sheet '{path}': duplicated sample IDs {dup}; each sample needs its own ID")
-    if sheet.empty:
-        raise ValueError(f"sample sheet '{path}' has no samples")
-    return sheet.set_index("sample", drop=False)
+    """Read and validate the sample sheet (cscniche._smk.read_sample_sheet); on error one ERROR line, exit 1."""
+    try:
+        return _glue.read_sample_sheet(path, WORKFLOW_DIR / "config/schemas/samples.schema.yaml")
+    except _glue.InputError as exc:
+        _glue.fail(exc)
 
 
 samples = _read_sample_sheet(config["samples"])

@@ -16,6 +16,7 @@ rule load:
     params:
         fmt=lambda wc: sample_row(wc)["format"],
         cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
+        spatial_key=lambda wc: sample_row(wc)["spatial_key"],
     script:
         "../scripts/load.py"
 

@@ -14,5 +14,6 @@ with step(snakemake):
         sample=snakemake.wildcards.sample,
         fmt=snakemake.params.fmt or None,
         cell_type_key=snakemake.params.cell_type_key or None,
+        spatial_key=snakemake.params.spatial_key or None,
     )
     adata.write_h5ad(snakemake.output[0])
