@@ -11,6 +11,7 @@ The workflow scripts select the non-interactive Agg backend before importing thi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -52,6 +53,8 @@ _TYPE_PALETTE = [
     "#9edae5",
 ]
 _DPI = 150
+
+log = logging.getLogger(__name__)
 
 
 def stars(fdr) -> str:
@@ -452,6 +455,7 @@ def tissue_map(adata: ad.AnnData, *, sample: str = "", max_types: int = 12) -> F
     Without spatial coordinates the figure is a placeholder panel saying so.
     """
     if "spatial" not in adata.obsm:
+        log.info("sample '%s': no spatial coordinates (obsm['spatial']); the tissue map is a placeholder", sample)
         return placeholder(
             "no spatial coordinates in this sample (obsm['spatial'] absent)",
             title=f"{sample}: tissue map",
