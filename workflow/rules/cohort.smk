@@ -10,5 +10,9 @@ rule cohort_table:
     localrule: True
     conda:
         "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(500, 10),
+        runtime=runtime(5, 0.05),
     script:
         "../scripts/cohort.py"

@@ -88,19 +88,31 @@ COHORT_TABLES = [
 ]
 
 
+def input_mb(input):
+    """Size of a job's input in MB; a directory (a 10x mtx folder) counts with every file in it."""
+    mb = input.size_mb  # raises for inputs not made yet, which Snakemake shows as <TBD> in a dry run
+    for f in input:
+        if Path(f).is_dir():
+            mb += sum(p.stat().st_size for p in Path(f).rglob("*") if p.is_file()) / 1024**2
+    return mb
+
+
 def mem_mb(base, per_input_mb=0.0):
-    """Memory request: base + per_input_mb x input size, doubled on each retry (attempt)."""
+    """Memory request (MB): base + per_input_mb x input size, doubled on each retry (attempt).
+
+    So a job killed for exceeding its memory comes back with twice as much (retries: profiles/slurm).
+    """
 
     def _mem(wildcards, input, attempt):
-        return int((base + per_input_mb * input.size_mb) * 2 ** (attempt - 1))
+        return int((base + per_input_mb * input_mb(input)) * 2 ** (attempt - 1))
 
     return _mem
 
 
 def runtime(base, per_input_mb=0.0):
-    """Runtime request in minutes, scaled by input size and growing with each retry."""
+    """Runtime request (minutes): base + per_input_mb x input size, times the attempt number."""
 
     def _rt(wildcards, input, attempt):
-        return int((base + per_input_mb * input.size_mb) * attempt)
+        return int((base + per_input_mb * input_mb(input)) * attempt)
 
     return _rt

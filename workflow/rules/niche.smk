@@ -8,7 +8,7 @@ rule neighbours:
     benchmark:
         "logs/{sample}/neighbours.benchmark.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/niche.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 4),

@@ -10,7 +10,7 @@ rule score:
     benchmark:
         "logs/{sample}/score.benchmark.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/scoring.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 4),
