@@ -81,25 +81,32 @@ def _pins() -> dict[str, dict[str, str | None]]:
     return {p.name: {name: version for _, name, version in _env_entries(p)} for p in ENVS}
 
 
-def _imported_distributions() -> dict[str, set[str]]:
-    """Distribution -> files of src/cscniche importing it (at module level or inside functions)."""
+def _imported_distributions(module_level_only: bool = False) -> dict[str, set[str]]:
+    """Distribution -> files of src/cscniche importing it; all imports, or only those run by ``import cscniche``
+    (at module level, not inside a function)."""
     stdlib = set(sys.stdlib_module_names)
     dists = importlib.metadata.packages_distributions()
     found: dict[str, set[str]] = {}
-    for py in sorted((ROOT / "src" / "cscniche").rglob("*.py")):
-        for node in ast.walk(ast.parse(py.read_text())):
-            if isinstance(node, ast.Import):
-                modules = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
+
+    def visit(node: ast.AST, py: Path) -> None:
+        for child in ast.iter_child_nodes(node):
+            if module_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 continue
+            if isinstance(child, ast.Import):
+                modules = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                modules = [child.module]
+            else:
+                modules = []
             for module in modules:
                 top = module.split(".")[0]
-                if top in stdlib or top == "cscniche":
-                    continue
-                for dist in dists.get(top, [top]):
-                    found.setdefault(_norm(dist), set()).add(py.name)
+                if top not in stdlib and top != "cscniche":
+                    for dist in dists.get(top, [top]):
+                        found.setdefault(_norm(dist), set()).add(py.name)
+            visit(child, py)
+
+    for py in sorted((ROOT / "src" / "cscniche").rglob("*.py")):
+        visit(ast.parse(py.read_text()), py)
     return found
 
 
@@ -142,9 +149,11 @@ def test_every_runtime_dependency_is_pinned_in_an_environment():
     assert not missing, f"runtime dependencies pinned in no envs/*.yaml: {missing}"
 
 
-def test_every_environment_carries_the_package_core():
-    # the rules' scripts `import cscniche`, which imports every module, so each environment needs the core
-    core = {n for n, _ in (_requirement(s) for s in _pyproject()["dependencies"])}
+def test_every_environment_carries_what_importing_the_package_needs():
+    # the rules' scripts `import cscniche`, which imports every module: each environment needs their module-level
+    # imports (a library imported inside a function, e.g. squidpy, is needed only by the rules that call it)
+    core = set(_imported_distributions(module_level_only=True))
+    assert {"anndata", "numpy", "pandas", "scipy", "scanpy"} <= core
     for env, pins in _pins().items():
         assert not core - set(pins), f"{env} lacks {sorted(core - set(pins))}"
 
