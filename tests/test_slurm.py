@@ -258,32 +258,38 @@ def _jobcomp(path: Path, workdir: Path) -> dict[str, dict[str, str]]:
     return {r["JobId"]: r for r in records if r.get("WorkDir") == str(workdir)}
 
 
-_SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+_BLOCK = re.compile(r"^(local)?rule (\w+):\n((?:    .*\n)+)", re.M)
+_SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
-def _submissions(out: str) -> list[tuple[str, str, Path]]:
-    """(rule, SLURM job id, SLURM log) of every submission, in order; the rule is read off the log path."""
-    subs = []
-    for jobid, log in _SUBMITTED.findall(out):
-        rule = next(p for p in Path(log).parts if p.startswith("rule_"))[len("rule_") :]
-        subs.append((rule, jobid, Path(log)))
-    return subs
+def _submitted_jobs(out: str) -> tuple[list[dict], list[dict]]:
+    """Snakemake's output, read as (jobs run locally, jobs submitted to SLURM), in order.
 
-
-def _requested(out: str, rule: str) -> list[dict[str, int]]:
-    """Threads, mem_mb and runtime Snakemake printed for each job of ``rule``, in order."""
-    asked = []
-    for block in re.findall(rf"^rule {rule}:\n((?:    .*\n)+)", out, re.M):
-        res = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
-        threads = re.search(r"threads: (\d+)", block)
-        asked.append(
+    Each job: rule, snakemake jobid, threads, mem_mb and runtime as Snakemake printed them; a submitted job also
+    its SLURM job id and log. A retried job is printed and submitted again under the same snakemake jobid.
+    """
+    blocks = []
+    for local, rule, body in _BLOCK.findall(out):
+        res = dict(re.findall(r"(\w+)=([^,\s]+)", (re.search(r"resources: (.*)", body) or [""])[0]))
+        threads = re.search(r"^    threads: (\d+)", body, re.M)
+        blocks.append(
             {
+                "rule": rule,
+                "local": bool(local),
+                "jobid": re.search(r"^    jobid: (\d+)", body, re.M).group(1),
                 "threads": int(threads.group(1)) if threads else 1,
-                "mem_mb": int(res["mem_mb"]),
-                "runtime": int(res["runtime"]),
+                "mem_mb": int(res.get("mem_mb", 0)),
+                "runtime": int(res.get("runtime", 0)),
             }
         )
-    return asked
+    pending = [b for b in blocks if not b["local"]]
+    submitted = []
+    for jobid, slurm_id, log in _SUBMITTED.findall(out):
+        job = next(b for b in pending if b["jobid"] == jobid)  # the earliest printed, not yet submitted
+        pending.remove(job)
+        submitted.append({**job, "slurm_id": slurm_id, "log": Path(log)})
+    assert not pending, f"printed but never submitted: {pending}"
+    return [b for b in blocks if b["local"]], submitted
 
 
 def _explain(workdir: Path, out: str) -> str:
@@ -299,31 +305,30 @@ def test_demo_runs_through_the_scheduler_with_the_resources_each_rule_asks_for(s
     for rel in ("results/demo_p2/cells.tsv.gz", "results/demo_p2/checkpoints.tsv", "results/cohort/qc.tsv"):
         assert (wd / rel).stat().st_size > 0, rel
 
-    subs = _submissions(run.stdout)
-    remote = set(re.findall(r"^rule (\w+):$", run.stdout, re.M))
-    local = set(re.findall(r"^localrule (\w+):$", run.stdout, re.M))
+    local, subs = _submitted_jobs(run.stdout)
+    remote = {j["rule"] for j in subs}
     assert {"load", "qc", "embed", "annotate", "score", "neighbours", "checkpoints", "export"} <= remote
-    assert {"demo_data", "cohort_table"} <= local and not remote & {"demo_data", "cohort_table"}
-    assert sorted(r for r, _, _ in subs) == sorted(remote), "every non-local job is submitted once"
+    assert {"demo_data", "cohort_table"} <= {j["rule"] for j in local} and not remote & {"demo_data", "cohort_table"}
+    assert len({j["jobid"] for j in subs}) == len(subs), "every non-local job is submitted once"
 
     # the scheduler's side: each submitted job finished there, in this working directory, as asked
     done = _jobcomp(slurm_runs["jobcomp"], wd)
-    assert set(done) == {j for _, j, _ in subs}, (sorted(done), subs)
-    for rule, jobid, log in subs:
-        rec, (asked,) = done[jobid], _requested(run.stdout, rule)
-        assert rec["JobState"] == "COMPLETED", (rule, rec)
-        assert f"mem={asked['mem_mb']}M" in rec["Tres"] and int(rec["ProcCnt"]) == asked["threads"], (rule, rec)
-        assert int(rec["TimeLimit"]) == asked["runtime"], (rule, rec)
-        assert log.exists(), log  # slurm-keep-successful-logs: true
-    assert _requested(run.stdout, "embed")[0]["threads"] == 2  # threads arrive as --cpus-per-task
+    assert set(done) == {j["slurm_id"] for j in subs}, (sorted(done), subs)
+    for job in subs:
+        rec = done[job["slurm_id"]]
+        assert rec["JobState"] == "COMPLETED", (job, rec)
+        assert f"mem={job['mem_mb']}M" in rec["Tres"] and int(rec["ProcCnt"]) == job["threads"], (job, rec)
+        assert int(rec["TimeLimit"]) == job["runtime"], (job, rec)
+        assert job["log"].exists(), job  # slurm-keep-successful-logs: true
+    assert next(j for j in subs if j["rule"] == "embed")["threads"] == 2  # threads arrive as --cpus-per-task
     # squeue still lists the recent ones (MinJobAge), each with its rule in the comment
-    ids = ",".join(j for _, j, _ in subs)
+    ids = ",".join(j["slurm_id"] for j in subs)
     seen = subprocess.run(["squeue", "-h", "-t", "all", "-j", ids, "-o", "%i %k"], capture_output=True, text=True)
     listed = dict(line.split(" ", 1) for line in seen.stdout.splitlines() if " " in line)
     assert listed, seen.stdout + seen.stderr
-    by_id = {j: r for r, j, _ in subs}
-    for jobid, comment in listed.items():
-        assert comment.startswith(f"rule_{by_id[jobid]}"), (jobid, comment)
+    by_id = {j["slurm_id"]: j["rule"] for j in subs}
+    for slurm_id, comment in listed.items():
+        assert comment.startswith(f"rule_{by_id[slurm_id]}"), (slurm_id, comment)
 
 
 @pytest.mark.slurm
@@ -331,17 +336,17 @@ def test_demo_runs_through_the_scheduler_with_the_resources_each_rule_asks_for(s
 def test_failing_job_is_retried_with_more_memory_and_its_log_is_kept_and_named(slurm_runs):
     wd, run = slurm_runs["bad"]
     assert run.returncode != 0
-    subs = _submissions(run.stdout)
-    assert [r for r, _, _ in subs] == ["load", "load"], subs  # the first attempt and one retry
+    _, subs = _submitted_jobs(run.stdout)
+    assert [j["rule"] for j in subs] == ["load", "load"], subs  # the first attempt and one retry
     errors = re.findall(r"^Error in rule load:\n((?:    .*\n)+)", run.stdout, re.M)
     assert len(errors) == 2, run.stdout[-4000:]
-    for (_, jobid, log), error in zip(subs, errors, strict=True):
-        assert f".snakemake/slurm_logs/rule_load/lognorm/{jobid}.log" in error
-        assert log.exists() and "ERROR: sample 'lognorm'" in log.read_text(), log
     done = _jobcomp(slurm_runs["jobcomp"], wd)
-    first, second = (done[j] for _, j, _ in subs)
-    assert first["JobState"] == second["JobState"] == "FAILED"
-    asked = _requested(run.stdout, "load")
-    assert [f"mem={a['mem_mb']}M" in rec["Tres"] for a, rec in zip(asked, (first, second), strict=True)] == [True] * 2
-    assert asked[1]["mem_mb"] >= 2 * asked[0]["mem_mb"] - 1 and asked[1]["runtime"] > asked[0]["runtime"], asked
+    for job, error in zip(subs, errors, strict=True):
+        assert f".snakemake/slurm_logs/rule_load/lognorm/{job['slurm_id']}.log" in error  # named ...
+        assert job["log"].exists() and "ERROR: sample 'lognorm'" in job["log"].read_text(), job  # ... and kept
+        rec = done[job["slurm_id"]]
+        assert rec["JobState"] == "FAILED" and f"mem={job['mem_mb']}M" in rec["Tres"], (job, rec)
+        assert int(rec["TimeLimit"]) == job["runtime"], (job, rec)
+    first, retry = subs
+    assert retry["mem_mb"] >= 2 * first["mem_mb"] - 1 and retry["runtime"] > first["runtime"], subs
     assert not (wd / "results/lognorm/intermediate/loaded.h5ad").exists()
