@@ -23,6 +23,8 @@ import pandas as pd
 
 from . import annotate as _ann
 from . import checkpoints as _cp
+from . import cnv as _cnv
+from . import cohort as _cohort
 from . import crosstalk as _ct
 from . import neighbours as _nb
 from . import preprocess as _pp
@@ -66,6 +68,37 @@ def annotate(
         ) from None
 
 
+def cnv(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    enabled: bool = True,
+    gene_positions: str | Path | None = None,
+    seed: int = 0,
+    **params,
+) -> pd.DataFrame:
+    """Malignant cells by inferred copy number, in place (see :func:`cscniche.cnv.call_malignant`).
+
+    With ``enabled=False`` the malignant set is the malignant compartment (no CNV), as before.
+    Returns the one-row malignant-call table (threshold, counts, agreement with the lineage labels).
+    """
+    if not enabled:
+        adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
+        adata.obs["cnv_score"] = np.nan
+        return pd.DataFrame([{"sample": sample, "rule": "compartment only (cnv.enabled is false)",
+                              "n_malignant": int(adata.obs["malignant"].sum())}])  # fmt: skip
+    positions = None
+    if gene_positions:
+        try:
+            positions = _cnv.read_gene_positions(gene_positions)
+        except ValueError as exc:
+            raise InputError(str(exc), sample=sample, path=str(gene_positions)) from None
+    try:
+        return _cnv.call_malignant(adata, sample=sample, positions=positions, seed=seed, **params)
+    except ValueError as exc:
+        raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
+
+
 def score(
     adata: ad.AnnData,
     *,
@@ -77,8 +110,21 @@ def score(
     markers: list[str] | tuple[str, ...] = _sc.CSC_MARKERS,
     quantile: float = 0.9,
     seed: int = 0,
+    methods: list[str] | tuple[str, ...] = ("mean", "ucell", "aucell"),
+    mean_engine: str = "fast",
+    ucell_max_rank: int = 1500,
+    aucell_n_up: int | None = None,
+    stemness_method: str = "mean",
+    mrnasi_weights: str | Path | None = None,
+    pseudobulk_methods: list[str] | tuple[str, ...] = ("ssgsea",),
+    rule: str = "fdr",
+    alpha: float = 0.1,
+    n_random_sets: int = 1000,
 ) -> pd.DataFrame:
-    """Signature scores, marker columns, stemness index and CSC call, in place; returns signature coverage."""
+    """Signature scores (every method), potency, stemness index, calibrated CSC call, in place.
+
+    Returns signature coverage; ``uns['cscniche']`` also gets ``stemness_summary`` and ``pseudobulk_scores``.
+    """
     sets: dict[str, list[str]] = {}
     for path in gene_sets or ["config/genesets/csc_signatures.gmt"]:
         for name, genes in _sc.read_gmt(path).items():
@@ -89,26 +135,56 @@ def score(
     unknown = [s for s in stemness_sets if s not in sets]
     if unknown:
         raise InputError(f"stemness_sets {unknown} are not in the gene-set files; known: {sorted(sets)}")
+    methods = list(dict.fromkeys([*methods, stemness_method]))
+    if rule == "fdr" and stemness_method == "mean" and mean_engine != "fast":
+        raise InputError("csc.rule 'fdr' with stemness_method 'mean' needs scoring.mean_engine 'fast'")
+    weights = None
+    if mrnasi_weights:
+        try:
+            weights = _sc.read_mrnasi_weights(mrnasi_weights)
+        except (ValueError, OSError) as exc:
+            raise InputError(str(exc), sample=sample, path=str(mrnasi_weights)) from None
     try:
         coverage = _sc.score_signatures(
-            adata, sets, min_fraction=min_fraction_present, ctrl_size=ctrl_size, seed=seed, sample=sample
+            adata,
+            sets,
+            min_fraction=min_fraction_present,
+            ctrl_size=ctrl_size,
+            seed=seed,
+            sample=sample,
+            methods=methods,
+            mean_engine=mean_engine,
+            ucell_max_rank=ucell_max_rank,
+            aucell_n_up=aucell_n_up,
         )
     except ValueError as exc:
         raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
     coverage.insert(0, "sample", sample)
     _sc.marker_expression(adata, markers)
-    adata.obs["stemness"] = _sc.stemness_index(adata, stemness_sets)
-    n_csc = _sc.call_csc(adata, quantile=quantile)
+    if "malignant" not in adata.obs:
+        adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
+    indices = []
+    for m in methods:
+        adata.obs[f"stemness_{m}"] = _sc.stemness_index(adata, stemness_sets, prefix=_sc.METHODS[m])
+        indices.append(f"stemness_{m}")
+    adata.obs["stemness"] = adata.obs[f"stemness_{stemness_method}"]
+    try:
+        pot = _sc.potency(adata, weights=weights)
+    except ValueError as exc:
+        raise InputError(str(exc), sample=sample, path=str(mrnasi_weights)) from None
+    score_cols = [f"{_sc.METHODS[m]}_{s}" for m in methods for s in sets]
+    _sc.add_residuals(adata, score_cols + indices + ["stemness"] + pot[1:])
+    _sc.calibrate_stemness(
+        adata, sets, stemness_sets, method=stemness_method, n_random=n_random_sets, seed=seed,
+        ucell_max_rank=ucell_max_rank,
+    )  # fmt: skip
+    n_csc = _sc.call_csc(adata, quantile=quantile, rule=rule, alpha=alpha)
     info = adata.uns.setdefault("cscniche", {})
     info["signature_coverage"] = coverage
     info["stemness_sets"] = stemness_sets
-    info["csc_rule"] = f"malignant and stemness >= quantile {quantile} of malignant cells"
-    log.info(
-        "sample %s: %d CSC among %d malignant cells",
-        sample,
-        n_csc,
-        int((adata.obs["compartment"] == "malignant").sum()),
-    )
+    info["stemness_summary"] = _sc.stemness_summary(adata, sample=sample, markers=markers, indices=indices + pot)
+    info["pseudobulk_scores"] = _sc.pseudobulk_scores(adata, sets, sample=sample, methods=pseudobulk_methods, seed=seed)
+    log.info("sample %s: %d CSC among %d malignant cells", sample, n_csc, int(adata.obs["malignant"].sum()))
     return coverage
 
 
@@ -116,7 +192,7 @@ def neighbours(
     adata: ad.AnnData,
     *,
     sample: str,
-    n_permutations: int = 1000,
+    n_permutations: int = 10000,
     spatial_k: int = 10,
     spatial_radius: float | None = None,
     spatial_x: str | None = None,
@@ -203,6 +279,7 @@ def niche_checkpoints(
     spatial_radius: float | None = None,
     spatial_x: str | None = None,
     spatial_y: str | None = None,
+    min_cells: int = 3,
     **_ignored,
 ) -> pd.DataFrame:
     """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph."""
@@ -214,7 +291,9 @@ def niche_checkpoints(
         graphs.append(("spatial", _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius)))
     return pd.concat(
         [
-            _cp.niche_checkpoint_table(adata, table, _nb.csc_niche_members(adj, csc), sample=sample, neighbourhood=kind)
+            _cp.niche_checkpoint_table(
+                adata, table, _nb.csc_niche_members(adj, csc), sample=sample, neighbourhood=kind, min_cells=min_cells
+            )
             for kind, adj in graphs
         ],
         ignore_index=True,
@@ -245,6 +324,23 @@ def crosstalk(
     )
 
 
+def cohort_statistics(
+    *,
+    neighbours: str | Path,
+    pseudobulk: str | Path,
+    crosstalk: str | Path,
+    samples: dict[str, str],
+) -> dict[str, pd.DataFrame]:
+    """Tests across patients from the cohort tables; ``samples`` maps sample -> patient ('' = own patient)."""
+    sheet = pd.DataFrame({"sample": list(samples), "patient": [samples[s] or "" for s in samples]})
+    return _cohort.cohort_statistics(
+        neighbours=pd.read_csv(neighbours, sep="\t", keep_default_na=False, na_values=[""]),
+        pseudobulk=pd.read_csv(pseudobulk, sep="\t"),
+        crosstalk=pd.read_csv(crosstalk, sep="\t", keep_default_na=False, na_values=[""]),
+        samples=sheet,
+    )
+
+
 CELL_COLUMNS = ["cell_id", "sample", "cell_type", "compartment", "n_genes"]
 
 
@@ -264,9 +360,12 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
     ]:
         if c in obs:
             df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
-    scores = [c for c in obs.columns if c.startswith("score_")]
-    for c in ["malignant"] + scores + ["stemness", "csc", "group"]:
-        df[c] = obs[c].to_numpy()
+    scores = [c for c in obs.columns if c.startswith(("score_", "ucell_", "aucell_", "stemness_", "potency_", "mrnasi"))]
+    scores = [c for c in scores if c not in ("stemness_pvalue",)]
+    for c in ["malignant", "cnv_score", "n_detected"] + scores + ["stemness", "stemness_resid", "stemness_pvalue",
+              "csc_fdr", "csc", "group"]:  # fmt: skip
+        if c in obs or c in ("malignant", "stemness", "csc", "group"):
+            df[c] = obs[c].to_numpy()
     for c in obs.columns:
         if c.startswith(("expr_", "detected_", "truth_")):
             df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()

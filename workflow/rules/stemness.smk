@@ -1,10 +1,38 @@
-rule score:
+config["cnv"]["gene_positions"] = resolve(config["cnv"]["gene_positions"])
+
+
+rule cnv:
     input:
         h5ad="results/{sample}/intermediate/annotated.h5ad",
+    output:
+        h5ad=temp("results/{sample}/intermediate/cnv.h5ad"),
+        table="results/{sample}/malignant_calls.tsv",
+    log:
+        "logs/{sample}/cnv.log",
+    benchmark:
+        "logs/{sample}/cnv.benchmark.tsv"
+    conda:
+        "../../envs/scoring.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, 8),
+        runtime=runtime(10, 0.2),
+    params:
+        cnv=config["cnv"],
+        seed=config["seed"],
+    script:
+        "../scripts/cnv.py"
+
+
+rule score:
+    input:
+        h5ad="results/{sample}/intermediate/cnv.h5ad",
         gene_sets=config["scoring"]["gene_sets"],
     output:
         h5ad=temp("results/{sample}/intermediate/scored.h5ad"),
         coverage="results/{sample}/signature_coverage.tsv",
+        summary="results/{sample}/stemness_summary.tsv",
+        pseudobulk="results/{sample}/pseudobulk_scores.tsv",
     log:
         "logs/{sample}/score.log",
     benchmark:
@@ -17,7 +45,7 @@ rule score:
         runtime=runtime(10, 0.1),
     params:
         scoring=config["scoring"],
-        quantile=config["csc"]["quantile"],
+        csc=config["csc"],
         seed=config["seed"],
     script:
         "../scripts/score.py"
