@@ -296,6 +296,9 @@ def test_crosstalk_keeps_the_top_interactions_and_handles_missing_columns():
     assert f"{best['ligand'].iat[0]} → {best['receptor'].iat[0]}" in labels
     fig2 = plotting.crosstalk(t.drop(columns=["score"]))
     assert "no checkpoint-axis crosstalk to show" in _texts(fig2)
+    note = pd.DataFrame([{"ligand": "", "receptor": "", "source": "", "target": "", "score": np.nan, "p": np.nan,
+                          "axis": "", "note": "no immune cells"}])  # fmt: skip
+    assert "no crosstalk: no immune cells" in _texts(plotting.crosstalk(pd.concat([note, note])))
     plt.close("all")
 
 

@@ -526,7 +526,12 @@ def crosstalk(table: pd.DataFrame, *, sample: str = "", top: int = 40) -> Figure
     need = {"ligand", "receptor", "source", "target", "score"}
     if not need <= set(table.columns) or table.empty:
         return placeholder("no checkpoint-axis crosstalk to show", title=f"{sample} crosstalk")
-    t = table.copy()
+    named = table[["ligand", "receptor"]].fillna("").astype(str).ne("").all(axis=1)
+    t = table[named & table["score"].notna()].copy()
+    if t.empty:
+        notes = sorted(set(table.get("note", pd.Series(dtype=str)).dropna().astype(str)) - {""})
+        msg = "no crosstalk: " + "; ".join(notes) if notes else "no checkpoint-axis crosstalk to show"
+        return placeholder(msg, title=f"{sample} crosstalk")
     pcol = "p" if "p" in t else "rank" if "rank" in t else None
     t["_p"] = t[pcol].astype(float).clip(lower=1e-300) if pcol else np.nan
     if "axis" in t:
