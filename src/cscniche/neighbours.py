@@ -98,10 +98,16 @@ def _permuted_counts(
     for s in np.unique(strata):
         idx = np.flatnonzero(strata == s)
         k = int(is_csc[idx].sum())
-        if k == 0:
+        if k == 0 or k == idx.size:
+            out += m[idx].sum(axis=0) if k else 0.0
             continue
-        for b in range(n_permutations):
-            out[b] += m[rng.choice(idx, size=k, replace=False)].sum(axis=0)
+        ms = m[idx]
+        chunk = max(1, 2_000_000 // idx.size)  # bounded memory: chunk x cells random keys
+        for start in range(0, n_permutations, chunk):
+            stop = min(n_permutations, start + chunk)
+            # a uniformly random k-subset per permutation: the k smallest of i.i.d. uniform keys
+            pick = np.argpartition(rng.random((stop - start, idx.size)), k - 1, axis=1)[:, :k]
+            out[start:stop] += ms[pick].sum(axis=1)
     return out
 
 

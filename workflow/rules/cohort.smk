@@ -16,3 +16,25 @@ rule cohort_table:
         runtime=runtime(5, 0.05),
     script:
         "../scripts/cohort.py"
+
+
+rule cohort_statistics:
+    input:
+        neighbours="results/cohort/immune_neighbours.tsv",
+        pseudobulk="results/cohort/checkpoint_pseudobulk.tsv",
+        crosstalk="results/cohort/crosstalk_difference.tsv",
+    output:
+        **{name: f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS},
+    log:
+        "logs/cohort/cohort_statistics.log",
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(500, 10),
+        runtime=runtime(5, 0.05),
+    params:
+        samples=lambda wc: {s: samples.loc[s, "patient"] for s in samples.index},
+    script:
+        "../scripts/cohort_statistics.py"

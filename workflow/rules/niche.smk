@@ -15,9 +15,35 @@ rule neighbours:
         runtime=runtime(10, 0.1),
     params:
         neighbours=config["neighbours"],
+        spatial_x=lambda wc: sample_row(wc).get("x_col", ""),
+        spatial_y=lambda wc: sample_row(wc).get("y_col", ""),
         seed=config["seed"],
     script:
         "../scripts/neighbours.py"
+
+
+rule nhood_enrichment:
+    input:
+        "results/{sample}/intermediate/scored.h5ad",
+    output:
+        "results/{sample}/nhood_enrichment.tsv",
+    log:
+        "logs/{sample}/nhood_enrichment.log",
+    benchmark:
+        "logs/{sample}/nhood_enrichment.benchmark.tsv"
+    conda:
+        "../../envs/niche.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4),
+        runtime=runtime(10, 0.1),
+    params:
+        neighbours=config["neighbours"],
+        spatial_x=lambda wc: sample_row(wc).get("x_col", ""),
+        spatial_y=lambda wc: sample_row(wc).get("y_col", ""),
+        seed=config["seed"],
+    script:
+        "../scripts/nhood_enrichment.py"
 
 
 rule checkpoints:
@@ -36,6 +62,70 @@ rule checkpoints:
         runtime=runtime(10, 0.05),
     script:
         "../scripts/checkpoints.py"
+
+
+rule checkpoint_pseudobulk:
+    input:
+        h5ad="results/{sample}/intermediate/scored.h5ad",
+        genes=config["checkpoints"]["genes"],
+    output:
+        "results/{sample}/checkpoint_pseudobulk.tsv",
+    log:
+        "logs/{sample}/checkpoint_pseudobulk.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4),
+        runtime=runtime(10, 0.05),
+    script:
+        "../scripts/checkpoint_pseudobulk.py"
+
+
+rule niche_checkpoints:
+    input:
+        h5ad="results/{sample}/intermediate/scored.h5ad",
+        genes=config["checkpoints"]["genes"],
+    output:
+        "results/{sample}/niche_checkpoints.tsv",
+    log:
+        "logs/{sample}/niche_checkpoints.log",
+    conda:
+        "../../envs/niche.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4),
+        runtime=runtime(10, 0.05),
+    params:
+        neighbours=config["neighbours"],
+        min_cells=config["checkpoints"]["niche_min_cells"],
+        spatial_x=lambda wc: sample_row(wc).get("x_col", ""),
+        spatial_y=lambda wc: sample_row(wc).get("y_col", ""),
+    script:
+        "../scripts/niche_checkpoints.py"
+
+
+rule crosstalk:
+    input:
+        "results/{sample}/intermediate/scored.h5ad",
+    output:
+        table="results/{sample}/crosstalk.tsv",
+        difference="results/{sample}/crosstalk_difference.tsv",
+    log:
+        "logs/{sample}/crosstalk.log",
+    benchmark:
+        "logs/{sample}/crosstalk.benchmark.tsv"
+    conda:
+        "../../envs/niche.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000, 8),
+        runtime=runtime(20, 0.2),
+    params:
+        crosstalk=config["crosstalk"],
+        seed=config["seed"],
+    script:
+        "../scripts/crosstalk.py"
 
 
 rule export:

@@ -13,6 +13,11 @@ from cscniche._smk import step
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input[0])
     table = stages.neighbours(
-        adata, sample=snakemake.wildcards.sample, seed=snakemake.params.seed, **snakemake.params.neighbours
+        adata,
+        sample=snakemake.wildcards.sample,
+        seed=snakemake.params.seed,
+        spatial_x=snakemake.params.spatial_x,
+        spatial_y=snakemake.params.spatial_y,
+        **snakemake.params.neighbours,
     )
     table.to_csv(snakemake.output[0], sep="\t", index=False)

@@ -1,0 +1,19 @@
+"""Thin adapter: statistics across patients from the cohort tables (cscniche.stages.cohort_statistics)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
+
+from cscniche import stages
+from cscniche._smk import step
+
+with step(snakemake):
+    tables = stages.cohort_statistics(
+        neighbours=snakemake.input.neighbours,
+        pseudobulk=snakemake.input.pseudobulk,
+        crosstalk=snakemake.input.crosstalk,
+        samples=snakemake.params.samples,
+    )
+    for name, path in snakemake.output.items():
+        tables[name].to_csv(path, sep="\t", index=False)
