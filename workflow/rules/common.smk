@@ -77,33 +77,11 @@ def all_outputs():
         "stemness_summary.tsv",
         "pseudobulk_scores.tsv",
         *NICHE_TABLES,
-        *NICHE_TABLES,
     ]
     out = [f"results/{s}/{f}" for s in samples.index for f in per_sample]
     out += [f"results/cohort/{f}" for f in COHORT_TABLES]
     out += [f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS]
-    out += [f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS]
     return out
-
-
-# per-sample niche tables (workflow/rules/niche.smk), also concatenated under results/cohort/
-NICHE_TABLES = [
-    "nhood_enrichment.tsv",
-    "niche_checkpoints.tsv",
-    "checkpoint_pseudobulk.tsv",
-    "crosstalk.tsv",
-    "crosstalk_difference.tsv",
-]
-# tests across patients (cscniche.cohort), results/cohort/<name>.tsv
-COHORT_STATISTICS = [
-    "immune_neighbours_patients",
-    "immune_neighbours_test",
-    "crosstalk_patients",
-    "crosstalk_test",
-    "checkpoints_pseudobulk_patients",
-    "checkpoints_pseudobulk_test",
-    "checkpoints_pseudobulk_groups",
-]
 
 
 # per-sample niche tables (workflow/rules/niche.smk), also concatenated under results/cohort/
@@ -135,7 +113,6 @@ COHORT_TABLES = [
     "malignant_calls.tsv",
     "stemness_summary.tsv",
     "pseudobulk_scores.tsv",
-    *NICHE_TABLES,
     *NICHE_TABLES,
 ]
 
