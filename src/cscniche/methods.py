@@ -111,26 +111,51 @@ def _desc_ranks(X: sparse.csr_matrix, *, ties: str, tie_key: np.ndarray | None =
 
     ``ties='average'`` (rankdata average) or ``'ordinal'`` (ties broken by ``tie_key[gene]``, default the gene
     index, as rankdata ordinal over the row). ``X`` must have sorted indices and no explicit zeros.
+    The rows are laid into a padded (rows x max nonzeros per row) array and sorted row-wise, in blocks of
+    rows that bound that array to ~16 M entries: memory in the order of the nonzeros, never cells x genes.
     """
     n = X.shape[0]
     lens = np.diff(X.indptr)
-    row = np.repeat(np.arange(n), lens)
-    order = np.lexsort((X.indices if tie_key is None else tie_key[X.indices], -X.data, row))
-    pos = np.arange(X.nnz) - X.indptr[row[order]]  # 0-based ordinal position within the row
-    rank_sorted = pos + 1.0
-    if ties == "average":
-        v = X.data[order]
-        r = row[order]
-        new = np.ones(X.nnz, dtype=bool)
-        new[1:] = (v[1:] != v[:-1]) | (r[1:] != r[:-1])
-        gid = np.cumsum(new) - 1
-        first = np.flatnonzero(new)
-        last = np.append(first[1:], X.nnz) - 1
-        rank_sorted = (rank_sorted[first] + rank_sorted[last])[gid] / 2.0
-    elif ties != "ordinal":
-        raise ValueError("ties must be 'average' or 'ordinal'")
     ranks = np.empty(X.nnz)
-    ranks[order] = rank_sorted
+    if X.nnz == 0:
+        return ranks
+    width = int(lens.max())
+    step = max(1, (1 << 24) // max(width, 1))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        a, b = X.indptr[r0], X.indptr[r1]
+        ln = lens[r0:r1]
+        row = np.repeat(np.arange(r1 - r0), ln)
+        pos = np.arange(b - a) - (X.indptr[r0:r1] - a)[row]
+        vals = X.data[a:b]
+        if tie_key is not None:  # place each row's entries in tie_key order, so the stable sort follows it
+            o = np.argsort(row.astype(np.int64) * X.shape[1] + tie_key[X.indices[a:b]], kind="stable")
+            pos = np.empty_like(pos)
+            pos[o] = np.arange(b - a) - (X.indptr[r0:r1] - a)[row[o]]
+        w = int(ln.max()) if ln.size else 0
+        pad = np.full((r1 - r0, w), np.inf)
+        pad[row, pos] = -vals
+        order = np.argsort(pad, axis=1, kind="stable")
+        srt = np.take_along_axis(pad, order, axis=1)
+        rank = np.broadcast_to(np.arange(1, w + 1, dtype=np.float64), (r1 - r0, w)).copy()
+        if ties == "average":
+            new = np.ones_like(srt, dtype=bool)
+            new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+            flat_new = new.ravel()
+            gid = np.cumsum(flat_new) - 1
+            first = np.flatnonzero(flat_new)
+            last = np.append(first[1:], flat_new.size) - 1
+            fr = rank.ravel()
+            rank = ((fr[first] + fr[last])[gid] / 2.0).reshape(rank.shape)
+        elif ties != "ordinal":
+            raise ValueError("ties must be 'average' or 'ordinal'")
+        valid = np.arange(w)[None, :] < ln[:, None]
+        # element at padded position order[i, j] of row i has rank[i, j]
+        inv = np.empty_like(order)
+        np.put_along_axis(inv, order, np.arange(w)[None, :].repeat(r1 - r0, axis=0), axis=1)
+        got = np.take_along_axis(rank, inv, axis=1)  # rank of the entry at padded position (i, p)
+        del valid
+        ranks[a:b] = got[row, pos]
     return ranks
 
 
