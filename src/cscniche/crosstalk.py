@@ -187,10 +187,10 @@ def crosstalk(
     sizes = {g: int((group == g).sum()) for g in set(group)}
     receivers = [r for r in receivers if sizes[r] >= min_cells]
     note = ""
-    if sizes.get("CSC", 0) < min_cells or sizes.get("nonCSC", 0) < min_cells:
-        note = f"fewer than {min_cells} CSC or non-CSC malignant cells"
-    elif not receivers:
+    if not receivers:
         note = f"no immune cell type with at least {min_cells} cells"
+    elif sizes.get("CSC", 0) < min_cells or sizes.get("nonCSC", 0) < min_cells:
+        note = f"fewer than {min_cells} CSC or non-CSC malignant cells"
     if note:
         log.warning("sample '%s': no crosstalk: %s", sample, note)
         return _note_row(COLUMNS, sample, note), _note_row(DIFF_COLUMNS, sample, note)
@@ -305,6 +305,6 @@ def _difference(
     out.columns = [c if isinstance(c, str) else c[0] for c in out.columns]
     out["score_diff"] = out["score_csc"] - out["score_noncsc"]
     out["fdr_diff"] = out["ligand"].map(fdr_lig)
-    return out[DIFF_COLUMNS].sort_values(["axis", "ligand", "receptor", "target"], key=_axis_first).reset_index(
-        drop=True
+    return (
+        out[DIFF_COLUMNS].sort_values(["axis", "ligand", "receptor", "target"], key=_axis_first).reset_index(drop=True)
     )

@@ -235,7 +235,7 @@ def squidpy_enrichment(
     compartment = np.asarray(compartment, dtype=str)
     rows = [g for g in MALIGNANT_GROUPS if (group == g).any()]
     cols = sorted(set(group[(compartment == "immune") & ~np.isin(group, MALIGNANT_GROUPS)]))
-    note = "no CSC" if "CSC" not in rows else ("no immune cells" if not cols else "")
+    note = "no immune cells" if not cols else ("no CSC" if "CSC" not in rows else "")
     if note:
         row = dict.fromkeys(SQUIDPY_COLUMNS, np.nan)
         row.update(sample=sample, neighbourhood=neighbourhood, group="", neighbour_group="", note=note)
