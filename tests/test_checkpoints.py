@@ -74,9 +74,9 @@ def _tiny(seed=0):
 
 def test_niche_checkpoints_find_planted_immune_change(tmp_path):
     t = tmp_path / "cp.tsv"
-    pd.DataFrame({"gene": ["PDCD1", "HAVCR2", "HLA-A"], "role": ["immune_receptor"] * 2 + ["antigen_presentation"]}).to_csv(
-        t, sep="\t", index=False
-    )
+    pd.DataFrame(
+        {"gene": ["PDCD1", "HAVCR2", "HLA-A"], "role": ["immune_receptor"] * 2 + ["antigen_presentation"]}
+    ).to_csv(t, sep="\t", index=False)
     a, _ = _tiny()
     df = stages.niche_checkpoints(a, sample="s", genes=t).set_index("gene")
     assert set(df["neighbourhood"]) == {"knn"}

@@ -236,9 +236,7 @@ def niche_checkpoint_table(
                 ma, mb = np.expm1(x[a]).mean(), np.expm1(x[b]).mean()
                 row["log2fc_niche_vs_elsewhere"] = float(np.log2((ma + FC_PSEUDOCOUNT) / (mb + FC_PSEUDOCOUNT)))
                 both = np.concatenate([x[a], x[b]])
-                row["p"] = (
-                    float(mannwhitneyu(x[a], x[b], alternative="two-sided").pvalue) if np.ptp(both) > 0 else 1.0
-                )
+                row["p"] = float(mannwhitneyu(x[a], x[b], alternative="two-sided").pvalue) if np.ptp(both) > 0 else 1.0
             rows.append(row)
     if not rows:
         return _note("no checkpoint gene in the data")
