@@ -283,7 +283,7 @@ def test_crosstalk_dotplot_on_a_synthetic_table(pcol):
     # a black ring on the significant interactions only
     ringed = dots.get_edgecolors()[:, 3] > 0
     assert ringed.sum() == int((kept[pcol] < 0.05).sum())
-    assert {"PD-L1/PD-1", "CD47/SIRPA", f"{pcol} < 0.05"} <= set(_texts(fig))
+    assert {"PD-L1/PD-1", "CD47/SIRPA", f"ring: {pcol} < 0.05", f"{pcol} ≤ 1e-4"} <= set(_texts(fig))
     plt.close(fig)
 
 
@@ -364,3 +364,16 @@ def test_software_versions_and_config(tmp_path):
     assert "python" in v.index
     assert yaml.safe_load(report["config"]) == {"seed": 0, "qc": {"min_genes": 200}, "note": "<b>"}
     assert "&lt;b&gt;" in report["html"] and "<b>" not in report["html"].split("<pre>")[1]
+
+
+def test_malignant_compartment_cells_outside_the_malignant_set_are_shown_as_unconfirmed():
+    a = _tiny()
+    unconfirmed = (a.obs["compartment"] == "malignant") & ~a.obs["csc"]
+    unconfirmed &= np.arange(a.n_obs) % 4 == 0
+    a.obs.loc[unconfirmed, "malignant"] = False
+    fig = plotting.tissue_map(a, sample="s1")
+    assert f"unconfirmed malignant (n={int(unconfirmed.sum())})" in _texts(fig)
+    fig = plotting.score_distributions(a, sample="s1")
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert f"unconfirmed malignant\n(n={int(unconfirmed.sum())})" in labels
+    plt.close("all")

@@ -100,12 +100,21 @@ def placeholder(message: str, *, title: str = "", figsize=(6, 2.5)) -> Figure:
 
 
 def _palette(labels: Iterable[str]) -> dict[str, str]:
-    labels = list(dict.fromkeys(str(x) for x in labels))
-    return {lab: _TYPE_PALETTE[i % len(_TYPE_PALETTE)] for i, lab in enumerate(sorted(labels))}
+    """Distinct colours per label (sorted): our 16 colours, else scanpy's 28- or 102-colour palettes."""
+    from scanpy.plotting import palettes
+
+    labels = sorted(dict.fromkeys(str(x) for x in labels))
+    n = len(labels)
+    colours = _TYPE_PALETTE if n <= 16 else palettes.default_28 if n <= 28 else palettes.default_102
+    return {lab: colours[i % len(colours)] for i, lab in enumerate(labels)}
 
 
 def _groups(obs: pd.DataFrame) -> pd.Series:
-    """Per-cell plotting group: CSC, non-CSC malignant, or the compartment of the cell."""
+    """Per-cell plotting group: CSC, non-CSC malignant, or the compartment of the cell.
+
+    Cells of the malignant compartment left out of ``obs['malignant']`` (not confirmed, e.g. by CNV) are
+    ``unconfirmed malignant``.
+    """
     comp = obs["compartment"].astype(str) if "compartment" in obs else pd.Series("other", index=obs.index)
     if "malignant" in obs:
         mal = obs["malignant"].astype(bool)
@@ -114,13 +123,16 @@ def _groups(obs: pd.DataFrame) -> pd.Series:
     csc = obs["csc"].astype(bool) if "csc" in obs else pd.Series(False, index=obs.index)
     g = comp.where(~mal, "non-CSC malignant")
     g = g.where(~(mal & csc), "CSC")
+    g = g.where(~((comp == "malignant") & ~mal), UNCONFIRMED)
     return g
 
 
-GROUP_ORDER = ["CSC", "non-CSC malignant", "malignant", "immune", "stromal", "other"]
+UNCONFIRMED = "unconfirmed malignant"
+GROUP_ORDER = ["CSC", "non-CSC malignant", UNCONFIRMED, "malignant", "immune", "stromal", "other"]
 GROUP_COLOURS = {
     "CSC": CSC_COLOUR,
     "non-CSC malignant": NONCSC_COLOUR,
+    UNCONFIRMED: "#f2b8c6",
     **COMPARTMENT_COLOURS,
 }
 
@@ -155,10 +167,11 @@ def umap(adata: ad.AnnData, *, sample: str = "") -> Figure:
         colors.append("stemness index")
     if "csc" in obs:
         g = _groups(obs).to_numpy()
-        label = np.where(g == "CSC", "CSC", np.where(g == "non-CSC malignant", "non-CSC malignant", "not malignant"))
-        cats = [c for c in ("not malignant", "non-CSC malignant", "CSC") if c in set(label)]
+        shown = ("not malignant", UNCONFIRMED, "non-CSC malignant", "CSC")
+        label = np.where(np.isin(g, shown), g, "not malignant")
+        cats = [c for c in shown if c in set(label)]
         view.obs["CSC call"] = pd.Categorical(label, categories=cats)
-        palettes["CSC call"] = {"CSC": CSC_COLOUR, "non-CSC malignant": NONCSC_COLOUR, "not malignant": "#d9d9d9"}
+        palettes["CSC call"] = {**GROUP_COLOURS, "not malignant": "#d9d9d9"}
         colors.append("CSC call")
     if not colors:
         return placeholder("no cell labels or scores to colour the UMAP by", title=f"{sample} UMAP")
@@ -391,7 +404,12 @@ def checkpoint_dotplot(table: pd.DataFrame, *, sample: str = "") -> Figure:
         vmin=0,
     )
     ax.set_xticks(range(nx))
-    ax.set_xticklabels(groups, rotation=60, ha="right", fontsize=8)
+    if "n_cells" in t:
+        n = t.drop_duplicates("group").set_index(t.drop_duplicates("group")["group"].astype(str))["n_cells"]
+        ax.set_xticklabels([f"{g} (n={int(n[g]):,})" if np.isfinite(n[g]) else g for g in groups], rotation=60,
+                           ha="right", fontsize=8)  # fmt: skip
+    else:
+        ax.set_xticklabels(groups, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(ny))
     ax.set_yticklabels(genes, fontsize=8)
     ax.set_xlim(-0.6, nx - 0.4)
@@ -428,10 +446,16 @@ def checkpoint_dotplot(table: pd.DataFrame, *, sample: str = "") -> Figure:
         ax2.barh(range(ny), np.nan_to_num(fc), color=colours, height=0.7)
         lim = max(1.0, float(np.nanmax(np.abs(fc))) if np.isfinite(fc).any() else 1.0)
         for i, (v, q) in enumerate(zip(fc, fdr, strict=True)):
+            if not np.isfinite(fc).any():
+                break
             mark = stars(q) if np.isfinite(v) else "n/a"
             if mark:
                 ax2.text(v + (0.03 * lim if v >= 0 else -0.03 * lim) if np.isfinite(v) else 0, i, mark,
-                         va="center", ha="left" if not v < 0 else "right", fontsize=8)  # fmt: skip
+                         va="center", ha="center" if not np.isfinite(v) else "right" if v < 0 else "left",
+                         fontsize=8)  # fmt: skip
+        if not np.isfinite(fc).any():
+            ax2.text(0.5, 0.5, "no CSC vs non-CSC\ncomparison\n(no CSC or no\nnon-CSC cells)", ha="center",
+                     va="center", fontsize=8, transform=ax2.transAxes, backgroundcolor="white")  # fmt: skip
         ax2.set_xlim(-1.35 * lim, 1.35 * lim)
         ax2.axvline(0, color="black", lw=0.6)
         ax2.set_xlabel("log2 FC, CSC vs non-CSC\n* FDR<0.05, ** <0.01, *** <0.001", fontsize=8)
@@ -471,9 +495,13 @@ def tissue_map(adata: ad.AnnData, *, sample: str = "", max_types: int = 12) -> F
     size = float(np.clip(30000 / max(adata.n_obs, 1), 0.5, 25))
     fig, ax = plt.subplots(figsize=(9.5, 8))
     handles = []
-    other = ~np.isin(groups, ["CSC", "non-CSC malignant", "immune"]) | (imm & ~np.isin(ctype, shown))
+    other = ~np.isin(groups, ["CSC", "non-CSC malignant", UNCONFIRMED, "immune"]) | (imm & ~np.isin(ctype, shown))
     ax.scatter(*xy[other].T, s=size * 0.6, c="#dddddd", linewidths=0, rasterized=True)
     handles.append(Patch(color="#dddddd", label=f"other cells (n={other.sum():,})"))
+    sel = groups == UNCONFIRMED
+    if sel.any():
+        ax.scatter(*xy[sel].T, s=size, c=GROUP_COLOURS[UNCONFIRMED], linewidths=0, rasterized=True)
+        handles.append(Patch(color=GROUP_COLOURS[UNCONFIRMED], label=f"{UNCONFIRMED} (n={sel.sum():,})"))
     sel = groups == "non-CSC malignant"
     ax.scatter(*xy[sel].T, s=size, c=NONCSC_COLOUR, linewidths=0, rasterized=True)
     handles.append(Patch(color=NONCSC_COLOUR, label=f"non-CSC malignant (n={sel.sum():,})"))
@@ -515,6 +543,13 @@ def sample_figures(
 
 
 # ------------------------------------------------------------------------------------------------ crosstalk
+_LOG10P_CAP = 4.0
+
+
+def _area(log10p, cap):
+    return 15 + 185 * np.asarray(log10p, dtype=float) / cap
+
+
 def crosstalk(table: pd.DataFrame, *, sample: str = "", top: int = 40) -> Figure:
     """Dotplot of checkpoint-axis crosstalk: ligand -> receptor (rows, grouped by axis) by source -> target.
 
@@ -551,15 +586,14 @@ def crosstalk(table: pd.DataFrame, *, sample: str = "", top: int = 40) -> Figure
     ri = {p: i for i, p in enumerate(rows)}
     ci = {c: i for i, c in enumerate(cols)}
     fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 5.5, 0.38 * len(rows) + 2.6))
-    size = -np.log10(t["_p"].to_numpy(dtype=float)) if pcol else np.ones(len(t))
+    # dot area grows with -log10 p up to p = 1e-4 (permutation p-values of 0 would otherwise dwarf the rest)
+    size = np.clip(-np.log10(t["_p"].to_numpy(dtype=float)), 0, _LOG10P_CAP) if pcol else np.full(len(t), 1.0)
     size = np.nan_to_num(size)
-    smax = max(float(size.max()), 1.0)
-    s = 15 + 185 * size / smax
+    smax = _LOG10P_CAP if pcol else 1.0
     sig = (t["_p"] < 0.05).to_numpy() if pcol else np.zeros(len(t), bool)
-    score = t["score"].to_numpy(dtype=float)
     sc_ = ax.scatter(
-        t["cells"].map(ci), t["pair"].map(ri), s=s, c=score, cmap="viridis", edgecolors=np.where(sig, "black", "none"),
-        linewidths=1.0,
+        t["cells"].map(ci), t["pair"].map(ri), s=_area(size, smax), c=t["score"].to_numpy(dtype=float),
+        cmap="viridis", edgecolors=np.where(sig, "black", "none"), linewidths=1.0,
     )  # fmt: skip
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=8)
@@ -575,25 +609,18 @@ def crosstalk(table: pd.DataFrame, *, sample: str = "", top: int = 40) -> Figure
         if a:
             idx = [i for i, x in enumerate(axes_of_rows) if x == a]
             ax.text(len(cols) - 0.35, np.mean(idx), a, va="center", ha="left", fontsize=7, color="dimgrey")
-    cb = fig.colorbar(sc_, ax=ax, shrink=0.6, pad=0.18 if any(axes_of_rows) else 0.02)
+    pad = 0.2 if any(axes_of_rows) else 0.03
+    cb = fig.colorbar(sc_, ax=ax, shrink=0.45, pad=pad, anchor=(0.0, 1.0))
     cb.set_label("interaction score", fontsize=8)
     if pcol:
-        ref = [v for v in (1.3, 2, 3) if v <= smax] or [smax]
         handles = [
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                color="grey",
-                markersize=np.sqrt(15 + 185 * v / smax),
-                label=f"{pcol} = {10**-v:.2g}",
-            )  # fmt: skip
-            for v in ref
-        ]
-        handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="black", label=f"{pcol} < 0.05"))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.35), fontsize=7, frameon=False,
-                  ncol=len(handles))  # fmt: skip
+            Line2D([], [], ls="", marker="o", color="grey", markersize=np.sqrt(_area(v, smax)), label=lab)
+            for v, lab in ((1.3, f"{pcol} = 0.05"), (2, f"{pcol} = 0.01"), (3, f"{pcol} = 0.001"),
+                           (_LOG10P_CAP, f"{pcol} ≤ 1e-4"))
+        ]  # fmt: skip
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="black", label=f"ring: {pcol} < 0.05"))
+        ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.0 + pad, 0.0), fontsize=7, frameon=False,
+                  labelspacing=1.1, borderaxespad=0)  # fmt: skip
     ax.set_xlabel("sender → receiver cell type")
     ax.set_title(f"{sample}: crosstalk on checkpoint axes (top {len(keep)})", fontsize=11)
     fig.tight_layout()
