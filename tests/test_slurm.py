@@ -1,8 +1,8 @@
 """Running on a cluster: the shipped SLURM profile, per-rule resources, and the demo on a real SLURM.
 
 The tests marked ``slurm`` start a one-node SLURM with ../shared/tools/start-slurm.sh (root, Debian; it is
-what CI runs) and skip, printing why, where it cannot be started. The daemons are left running (the script
-is safe to run again; ../shared/tools/stop-slurm.sh stops them).
+what CI runs) and skip, printing why, where it cannot be started. A cluster started by the tests is stopped
+again at the end (../shared/tools/stop-slurm.sh); one that was already running is left alone.
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ def slurm():
         _skip("SLURM not started: start-slurm.sh installs and starts the daemons as root on Linux (CI runs as root)")
     if not (shutil.which("apt-get") or shutil.which("sbatch")):
         _skip("SLURM not started: neither SLURM nor apt-get (to install Debian's SLURM) is available")
+    was_up = _slurm_is_up()
     try:
         res = subprocess.run(["bash", str(START_SLURM)], capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
@@ -206,7 +207,16 @@ def slurm():
     if res.returncode != 0:
         _skip(f"SLURM could not be started (start-slurm.sh exit {res.returncode}): {(res.stdout + res.stderr)[-1500:]}")
     conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
-    return {"jobcomp": Path(re.search(r"^JobCompLoc\s*=\s*(\S+)", conf, re.M).group(1))}
+    yield {"jobcomp": Path(re.search(r"^JobCompLoc\s*=\s*(\S+)", conf, re.M).group(1))}
+    if not was_up:  # started here (as on CI): stop it again; a cluster that was already up is left alone
+        subprocess.run(["bash", str(START_SLURM.with_name("stop-slurm.sh"))], capture_output=True, timeout=120)
+
+
+def _slurm_is_up() -> bool:
+    if not shutil.which("scontrol"):
+        return False
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    return "is UP" in ping.stdout
 
 
 def _run_on_slurm(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
