@@ -312,11 +312,11 @@ def shared_knn(
     joint = ad.concat(adatas, join="inner", label=batch_key, keys=[str(a.obs[batch_key].iloc[0]) for a in adatas])
     joint.obs_names_make_unique()
     n_batches = joint.obs[batch_key].nunique()
-    joint.X = joint.X.toarray() if sparse.issparse(joint.X) else np.asarray(joint.X, dtype=np.float64)
     n_hvg = min(n_top_genes, joint.n_vars)
     if n_hvg < joint.n_vars:
         sc.pp.highly_variable_genes(joint, n_top_genes=n_hvg, batch_key=batch_key if n_batches > 1 else None)
         joint = joint[:, joint.var["highly_variable"].to_numpy()].copy()
+    joint.X = joint.X.toarray() if sparse.issparse(joint.X) else np.asarray(joint.X, dtype=np.float64)
     if n_batches > 1:
         sc.pp.combat(joint, key=batch_key)
     n_comps = int(min(n_pcs, joint.n_vars - 1, joint.n_obs - 1))

@@ -229,6 +229,41 @@ def _spatial(adata: ad.AnnData, sample: str, x: str | None, y: str | None) -> np
         raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
 
 
+def patient_neighbours(
+    adatas: list[ad.AnnData],
+    *,
+    patient: str,
+    n_permutations: int = 10000,
+    n_top_genes: int = 2000,
+    n_pcs: int = 30,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    **_ignored,
+) -> pd.DataFrame:
+    """kNN (transcriptional) neighbour enrichment over all samples of one patient on a shared embedding.
+
+    The samples are joined on their common genes and ComBat-corrected for sample
+    (:func:`cscniche.neighbours.shared_knn`); CSC labels are permuted within the malignant cells of each
+    sample. Rows: ``sample`` = the patient, ``neighbourhood`` = ``knn_shared``.
+    """
+    joint = _nb.shared_knn(
+        adatas, batch_key="sample", n_top_genes=n_top_genes, n_pcs=n_pcs, n_neighbors=n_neighbors, seed=seed
+    )
+    obs = joint.obs
+    return _nb.neighbour_enrichment(
+        _nb.knn_adjacency(joint.obsp["distances"]),
+        obs["cell_type"].astype(str).to_numpy(),
+        obs["compartment"].astype(str).to_numpy(),
+        obs["csc"].to_numpy(dtype=bool),
+        malignant=obs["malignant"].to_numpy(dtype=bool) if "malignant" in obs else None,
+        strata=obs["sample"].astype(str).to_numpy(),
+        sample=patient,
+        neighbourhood="knn_shared",
+        n_permutations=n_permutations,
+        seed=seed,
+    )
+
+
 def nhood_enrichment(
     adata: ad.AnnData,
     *,

@@ -81,7 +81,24 @@ def all_outputs():
     out = [f"results/{s}/{f}" for s in samples.index for f in per_sample]
     out += [f"results/cohort/{f}" for f in COHORT_TABLES]
     out += [f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS]
+    out += [f"results/patients/{p}/immune_neighbours_knn_shared.tsv" for p in PATIENTS_WITH_SEVERAL_SAMPLES]
     return out
+
+
+def _patients_with_several_samples():
+    """Patients (sample-sheet 'patient') with 2 or more samples: they get one shared, batch-corrected kNN."""
+    pat = samples["patient"].astype(str)
+    counts = pat[pat != ""].value_counts()
+    return sorted(p for p in counts.index[counts >= 2] if re.fullmatch(r"[A-Za-z0-9_-]+", p))
+
+
+PATIENTS_WITH_SEVERAL_SAMPLES = _patients_with_several_samples()
+
+
+def patient_samples(wildcards):
+    """The final scored AnnData of every sample of a patient."""
+    names = samples.index[samples["patient"].astype(str) == wildcards.patient]
+    return [f"results/{s}/scored.h5ad" for s in names]
 
 
 # per-sample niche tables (workflow/rules/niche.smk), also concatenated under results/cohort/

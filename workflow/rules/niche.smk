@@ -146,3 +146,28 @@ rule export:
         runtime=runtime(10, 0.05),
     script:
         "../scripts/export.py"
+
+
+rule patient_neighbours:
+    input:
+        patient_samples,
+    output:
+        "results/patients/{patient}/immune_neighbours_knn_shared.tsv",
+    log:
+        "logs/patients/{patient}/neighbours.log",
+    benchmark:
+        "logs/patients/{patient}/neighbours.benchmark.tsv"
+    wildcard_constraints:
+        patient="[A-Za-z0-9_-]+",
+    conda:
+        "../../envs/niche.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000, 8),
+        runtime=runtime(15, 0.2),
+    params:
+        neighbours=config["neighbours"],
+        embedding=config["embedding"],
+        seed=config["seed"],
+    script:
+        "../scripts/patient_neighbours.py"
