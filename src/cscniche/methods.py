@@ -48,9 +48,13 @@ def set_means(X, sets: Sequence[Sequence[int]]) -> np.ndarray:
     W = set_weights(X.shape[1], sets)
     if sparse.issparse(X):
         X = X.tocsr()
+        if X.shape[0] <= CHUNK:
+            out = X @ W
+            return out.toarray() if sparse.issparse(out) else np.asarray(out, dtype=np.float64)
         out = np.empty((X.shape[0], len(sets)))
         for i in range(0, X.shape[0], CHUNK):
-            out[i : i + CHUNK] = (X[i : i + CHUNK] @ W).toarray()
+            part = X[i : i + CHUNK] @ W
+            out[i : i + CHUNK] = part.toarray() if sparse.issparse(part) else part
         return out
     return np.asarray(np.asarray(X, dtype=np.float64) @ W)
 
