@@ -70,9 +70,10 @@ def test_readme_explains_running_on_a_cluster():
 
 
 def test_snakemake_accepts_the_profile(tmp_path):
+    wd = _workdir(tmp_path, "sample\tpath\ndemo_p1\tresources/demo/demo_p1.h5ad\n")
     res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)]
-        + ["--workflow-profile", str(PROFILE), "-n", "--quiet", "rules"],
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd)]
+        + ["--configfile", str(wd / "config.yaml"), "--workflow-profile", str(PROFILE), "-n", "--quiet", "rules"],
         capture_output=True,
         text=True,
     )
