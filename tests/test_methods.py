@@ -173,3 +173,17 @@ def test_pseudobulk_matches_gseapy_and_keeps_a_four_gene_set(data, method):
     for key, val in got.items():
         assert val == pytest.approx(ref.loc[key], abs=1e-9)
     assert (ours["n_cells"] == 100).all()
+
+
+def test_rank_kernels_fast_path_equals_the_general_path(data):
+    """float32 input takes the bit-pattern fast path; float64 input ranks every entry: both must agree."""
+    a, sets = data
+    idx = _idx(a, sets)
+    X32 = a.X.astype(np.float32)
+    X64 = a.X.astype(np.float64)
+    np.testing.assert_allclose(m.ucell(X32, idx, max_rank=200), m.ucell(X64, idx, max_rank=200), atol=1e-12)
+    np.testing.assert_allclose(m.aucell(X32, idx, n_up=300), m.aucell(X64, idx, n_up=300), atol=1e-12)
+    V = m.ucell_transform(X64, max_rank=200)
+    np.testing.assert_allclose(
+        m.ucell_from_transform(V, idx, max_rank=200), m.ucell(X32, idx, max_rank=200), atol=1e-12
+    )
