@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/stemness.smk"
 include: "workflow/rules/niche.smk"

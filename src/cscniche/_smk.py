@@ -37,6 +37,18 @@ except ImportError:  # loaded by path from the Snakefile, outside the package
 GENERATED = re.compile(r"^(resources/|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+#: sample-sheet columns that name a remote source
+REMOTE_COLUMNS = ("url", "geo", "census")
+
+
+def source_id(row) -> str:
+    """A short stable ID of a sample's remote source (its URLs, checksums, GEO accession and patterns, census query)."""
+    import hashlib
+
+    key = "|".join(str(row.get(c, "")) for c in ("url", "checksum", "geo", "geo_files", "census"))
+    return "src-" + hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
 def fail(exc: BaseException | str) -> None:
     """Print ``ERROR: <one line>`` to stderr and stop (exit status 1) without a traceback."""
     print(f"ERROR: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
@@ -130,6 +142,20 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str
     if sheet.empty:
         raise InputError(f"{where} has no samples; add one line per sample")
     lines = _data_lines(path)[1:]
+    # remote sources: the data are fetched to resources/downloads/<source id>/ (shared by the samples that
+    # name the same source); 'path' then names the file or folder to load among the fetched files
+    sheet["member"] = ""
+    for i in range(len(sheet)):
+        row = sheet.iloc[i]
+        if any(row.get(c, "") for c in REMOTE_COLUMNS):
+            sheet.iloc[i, sheet.columns.get_loc("member")] = row["path"]
+            sheet.iloc[i, sheet.columns.get_loc("path")] = f"resources/downloads/{source_id(row)}/manifest.tsv"
+        elif not row["path"]:
+            line = lines[i] if i < len(lines) else i + 2
+            raise InputError(
+                f"{where}, line {line} (sample '{row['sample']}'), column 'path': empty; give a file or folder, "
+                "or a remote source in the column url, geo or census"
+            )
     validator = jsonschema.Draft202012Validator(schema)
     at = []
     for i, row in enumerate(sheet[list(props)].to_dict("records")):

@@ -17,8 +17,9 @@ import pandas as pd
 from scipy import sparse
 
 from ._errors import InputError
-from .formats import COMMON_GENES, read_mtx_dir, read_text_matrix
-from .genes import is_mouse
+from .formats import COMMON_GENES, join_obs, read_mtx_dir, read_text_matrix, subset_cells
+from .genes import harmonise, is_mouse, read_gene_map
+from .sources import MANIFEST, manifest_target
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,12 @@ def load_sample(
     fmt: str | None = None,
     cell_type_key: str | None = None,
     spatial_key: str | None = None,
+    obs_table: str | Path | None = None,
+    obs_index: str | None = None,
+    subset: str | None = None,
+    member: str | None = None,
+    gene_map: str | Path | None = None,
+    known_genes: set[str] | None = None,
 ) -> ad.AnnData:
     """Load one sample and return raw counts with gene symbols.
 
@@ -210,6 +217,17 @@ def load_sample(
     spatial_key
         ``obsm`` key of the cell coordinates, copied to ``obsm['spatial']``; must exist when given.
         When ``None``, ``obsm['spatial']`` is used if present.
+    obs_table, obs_index
+        A per-cell metadata table (csv/tsv) joined onto ``obs`` by cell ID (column ``obs_index``,
+        default the first); a relative name is looked up beside a fetched sample's files first.
+    subset
+        A pandas query on ``obs`` (after the join) selecting the cells of this sample.
+    gene_map, known_genes
+        Gene-identifier harmonisation (:func:`cscniche.genes.harmonise`): an Ensembl-to-symbol table
+        and the symbols the pipeline uses (for R-mangled names such as ``HLA.A``).
+
+    A ``path`` named ``manifest.tsv`` is a fetched sample (:func:`cscniche.sources.fetch_sample`); what it
+    lists is loaded (:func:`cscniche.sources.manifest_target`), or the file or folder ``member`` of it.
 
     Returns
     -------
@@ -227,6 +245,10 @@ def load_sample(
     column is dropped or summed, and a signature uses the first copy.
     """
     path = Path(path)
+    fetched_dir = None
+    if path.name == MANIFEST and path.is_file():
+        fetched_dir = path.parent
+        path = fetched_dir / member if member else manifest_target(path)
     if not path.exists():
         raise InputError("file not found; check the 'path' column of the sample sheet", sample=sample, path=str(path))
     if path.is_file() and path.stat().st_size == 0:
@@ -249,6 +271,20 @@ def load_sample(
         raise InputError(
             f"has {raw.n_obs} cells and {raw.n_vars} genes; nothing to analyse", sample=sample, path=str(path)
         )
+    try:
+        if obs_table:
+            table = Path(obs_table)
+            if fetched_dir is not None and not table.is_absolute() and (fetched_dir / table).exists():
+                table = fetched_dir / table
+            n = join_obs(raw, table, index_column=obs_index or None)
+            log.info("sample %s: metadata of %d of %d cells joined from %s", sample, n, raw.n_obs, table)
+        if subset:
+            raw = subset_cells(raw, subset)
+            log.info("sample %s: %d cells kept by the subset %s", sample, raw.n_obs, subset)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InputError(
+            f"{exc}; fix obs_table/obs_index/subset in the sample sheet", sample=sample, path=str(path)
+        ) from None
     if cell_type_key and cell_type_key not in raw.obs.columns:
         cols = ", ".join(map(str, raw.obs.columns[:20])) or "none"
         raise InputError(
@@ -259,7 +295,15 @@ def load_sample(
     try:
         where, adata = find_counts(raw)
         check_species(adata.var_names)
-        symbols, symbol_source = _symbols(adata)
+        gmap = read_gene_map(gene_map) if gene_map else None
+        try:
+            symbols, symbol_source = _symbols(adata)
+        except ValueError:
+            if gmap is None:
+                raise
+            symbols, symbol_source = adata.var_names.astype(str), f"gene map {Path(gene_map).name}"
+        symbols, mapping = harmonise(symbols, known=known_genes, gene_map=gmap)
+        symbols = pd.Index(symbols)
         check_species(symbols)
         coords = _spatial(adata, spatial_key)
     except ValueError as exc:
@@ -294,7 +338,10 @@ def load_sample(
             "n_duplicated_genes": n_dup,
             "duplicated_genes": dup,
             "spatial_from": (spatial_key or "spatial") if coords is not None else "",
+            "gene_mapping": mapping.as_dict(),
         }
     }
+    if mapping.examples:
+        log.info("sample %s: gene identifiers harmonised: %s", sample, mapping.as_dict())
     log.info("sample %s: %d cells x %d genes, counts from %s", sample, adata.n_obs, adata.n_vars, where)
     return adata

@@ -52,6 +52,37 @@ def _read_sample_sheet(path):
 
 samples = _read_sample_sheet(config["samples"])
 
+# remote sources (fetched by workflow/rules/fetch.smk): source id -> the fields that say what to fetch (first sample naming it)
+SOURCES = {}
+for _row in samples.itertuples():
+    if _row.path.startswith("resources/downloads") and Path(_row.path).name == "manifest.tsv":
+        SOURCES.setdefault(
+            _row.path.split("/")[2],
+            {
+                "sample": _row.sample,
+                "url": _row.url,
+                "checksum": _row.checksum,
+                "geo": _row.geo,
+                "geo_files": _row.geo_files,
+                "census": _row.census,
+            },
+        )
+
+
+def _known_genes():
+    """Every gene symbol the configured tables name (for repairing R-mangled names such as HLA.A)."""
+    known = set()
+    for gmt in config["scoring"]["gene_sets"]:
+        for line in Path(gmt).read_text().splitlines():
+            known.update(g for g in line.split("\t")[2:] if g)
+    for table, col in ((config["checkpoints"]["genes"], "gene"), (config["annotation"]["markers"], "markers")):
+        for value in pd.read_csv(table, sep="\t", comment="#", dtype=str)[col].dropna():
+            known.update(g.strip() for g in value.split(",") if g.strip())
+    return sorted(known)
+
+
+KNOWN_GENES = _known_genes()
+
 
 wildcard_constraints:
     sample="(?!cohort/)[A-Za-z0-9_-]+",

@@ -17,6 +17,12 @@ rule load:
         fmt=lambda wc: sample_row(wc)["format"],
         cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
         spatial_key=lambda wc: sample_row(wc)["spatial_key"],
+        obs_table=lambda wc: sample_row(wc)["obs_table"],
+        obs_index=lambda wc: sample_row(wc)["obs_index"],
+        subset=lambda wc: sample_row(wc)["subset"],
+        member=lambda wc: sample_row(wc)["member"],
+        gene_map=config["genes"]["map"],
+        known_genes=KNOWN_GENES,
     script:
         "../scripts/load.py"
 

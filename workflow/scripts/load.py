@@ -15,5 +15,11 @@ with step(snakemake):
         fmt=snakemake.params.fmt or None,
         cell_type_key=snakemake.params.cell_type_key or None,
         spatial_key=snakemake.params.spatial_key or None,
+        obs_table=snakemake.params.obs_table or None,
+        obs_index=snakemake.params.obs_index or None,
+        subset=snakemake.params.subset or None,
+        member=snakemake.params.member or None,
+        gene_map=snakemake.params.gene_map or None,
+        known_genes=set(snakemake.params.known_genes),
     )
     adata.write_h5ad(snakemake.output[0])
