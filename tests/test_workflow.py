@@ -109,9 +109,15 @@ def test_real_data_wu_and_cosmx(tmp_path):
         for f in ("cells.tsv.gz", "immune_neighbours.tsv", "checkpoints.tsv", "scored.h5ad", "qc.tsv"):
             assert (wd / "results" / s / f).stat().st_size > 0
         cells = pd.read_csv(wd / f"results/{s}/cells.tsv.gz", sep="\t")
-        assert cells["csc"].sum() > 0 and not cells.loc[cells["compartment"] != "malignant", "csc"].any()
+        # CSC only among (CNV-confirmed) malignant cells, each with its FDR against random gene sets
+        assert not cells.loc[~cells["malignant"].astype(bool), "csc"].any()
+        assert cells.loc[cells["malignant"].astype(bool), "csc_fdr"].between(0, 1).all()
     wu_cells = pd.read_csv(wd / "results/wu/cells.tsv.gz", sep="\t")
     assert set(wu_cells.loc[wu_cells.compartment == "malignant", "cell_type"]) == {"Cancer Epithelial"}
+    called, label = wu_cells["malignant"].astype(bool), wu_cells["cell_type"] == "Cancer Epithelial"
+    tp = int((called & label).sum())
+    f1 = 2 * tp / (called.sum() + label.sum())
+    assert f1 >= 0.9, f1  # the CNV-confirmed malignant call agrees with the author label
     log = (wd / "logs/cosmx/score.log").read_text()
     assert "CSC_MARKERS: 2 of 4 genes present (50%); missing: PROM1,THY1" in log
     cov = pd.read_csv(wd / "results/cosmx/signature_coverage.tsv", sep="\t").set_index("signature")
@@ -120,6 +126,7 @@ def test_real_data_wu_and_cosmx(tmp_path):
     assert set(nb["neighbourhood"]) == {"knn", "spatial"}
     cp = pd.read_csv(wd / "results/cosmx/checkpoints.tsv", sep="\t")
     assert "CD200" not in set(cp["gene"]) and "CD274" in set(cp["gene"])
+    assert "HLA-A" in set(cp["gene"])  # the panel's HLA.A, harmonised at load
 
 
 def test_bad_sample_fails_with_one_line_and_no_output(tmp_path):
