@@ -145,3 +145,32 @@ def test_metadata_join_and_subset(tmp_path, wu_small):
         b = a.copy()
         b.obs_names = [f"x{i}" for i in range(b.n_obs)]
         join_obs(b, p)
+
+
+def test_10x_h5_and_loom_are_read(tmp_path, wu_small):
+    import h5py
+
+    from cscniche.io import load_sample
+
+    x = sparse.csc_matrix(wu_small.X.T.astype(np.int32))  # genes x cells, as Cell Ranger stores it
+    p = tmp_path / "filtered_feature_bc_matrix.h5"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("matrix")
+        g.create_dataset("data", data=x.data)
+        g.create_dataset("indices", data=x.indices)
+        g.create_dataset("indptr", data=x.indptr)
+        g.create_dataset("shape", data=np.array(x.shape, dtype=np.int32))
+        g.create_dataset("barcodes", data=np.array(wu_small.obs_names, dtype="S"))
+        feat = g.create_group("features")
+        feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(x.shape[0])], dtype="S"))
+        feat.create_dataset("name", data=np.array(wu_small.var_names, dtype="S"))
+        feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * x.shape[0], dtype="S"))
+        feat.create_dataset("genome", data=np.array(["GRCh38"] * x.shape[0], dtype="S"))
+    got = load_sample(p, sample="h5")
+    assert list(got.var_names) == list(wu_small.var_names) and (got.X != wu_small.X).nnz == 0
+    loom = tmp_path / "s.loom"
+    ad.AnnData(
+        wu_small.X, obs=pd.DataFrame(index=wu_small.obs_names), var=pd.DataFrame(index=wu_small.var_names)
+    ).write_loom(loom)
+    got = load_sample(loom, sample="loom")
+    assert got.n_obs == wu_small.n_obs and (got.X != wu_small.X).nnz == 0

@@ -69,6 +69,30 @@ rule plot_sample:
         "../scripts/plot_sample.py"
 
 
+rule plot_crosstalk:
+    input:
+        "results/{sample}/crosstalk.tsv",
+    output:
+        png=report(
+            "results/{sample}/figures/crosstalk.png",
+            caption="../report/crosstalk.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Crosstalk on checkpoint axes"},
+        ),
+        pdf="results/{sample}/figures/crosstalk.pdf",
+    log:
+        "logs/{sample}/plot_crosstalk.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 6),
+        runtime=runtime(10, 0.1),
+    script:
+        "../scripts/plot_crosstalk.py"
+
+
 rule plot_cohort:
     input:
         cells="results/cohort/cells.tsv.gz",
@@ -181,6 +205,7 @@ rule software_versions:
 # Every figure and report item, for `rule all` (derived from the rules above, so the lists cannot drift).
 REPORT_OUTPUTS = [
     *expand(list(rules.plot_sample.output), sample=samples.index),
+    *expand(list(rules.plot_crosstalk.output), sample=samples.index),
     *rules.plot_cohort.output,
     *rules.plot_qc.output,
     *rules.software_versions.output,

@@ -1,0 +1,17 @@
+"""Thin adapter: the checkpoint-axis crosstalk figure (cscniche.plotting.crosstalk), as PNG and PDF."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
+os.environ["MPLBACKEND"] = "Agg"  # no display: draw to files only
+
+import pandas as pd
+
+from cscniche import plotting
+from cscniche._smk import step
+
+with step(snakemake):
+    fig = plotting.crosstalk(pd.read_csv(snakemake.input[0], sep="\t"), sample=snakemake.wildcards.sample)
+    plotting.save(fig, Path(snakemake.output.png).with_suffix(""))
