@@ -514,6 +514,8 @@ def random_set_pvalues(
     offsets: np.ndarray | None = None,
     seed: int = 0,
     block: int = 50,
+    means=None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Empirical p-value per cell of a combined signature index against expression-matched random gene sets.
 
@@ -525,21 +527,30 @@ def random_set_pvalues(
     draws of random sets (each signature gene replaced by a gene of its expression bin). The p-value of cell
     i is ``(1 + #{draws with index_i >= observed index_i}) / (1 + n_random)``: how often random genes give the
     cell an index as high, relative to the other cells, as the signature does.
+
+    ``means`` (a function of a list of gene-index sets returning cells x sets) replaces the set means of ``T``
+    for kernels that are not linear in a matrix (``T`` is then ignored), e.g. mean Pearson residuals.
+    ``weights`` (one per set, default equal) make the index a weighted mean of the per-set z-scores.
     """
     rng = np.random.default_rng(seed)
     n, k = observed.shape
-    obs = _zcols(_zcols(np.asarray(observed, dtype=np.float64)).mean(axis=1, keepdims=True))[:, 0]
+    w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    obs = _zcols((_zcols(np.asarray(observed, dtype=np.float64)) @ w)[:, None])[:, 0]
     exclude = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]))
     draws = [matched_random_sets(bins, s, n_random, rng, exclude=exclude) for s in sets]
-    T = T.tocsr() if sparse.issparse(T) else np.asarray(T, dtype=np.float64)
+    if means is None:
+        T = T.tocsr() if sparse.issparse(T) else np.asarray(T, dtype=np.float64)
+
+        def means(cols):
+            return set_means(T, cols)
+
     exceed = np.zeros(n)
     for b0 in range(0, n_random, block):
         b1 = min(n_random, b0 + block)
         cols = [draws[j][b] for b in range(b0, b1) for j in range(k)]  # draw-major, set-minor
-        m = set_means(T, cols).reshape(n, b1 - b0, k)
+        m = means(cols).reshape(n, b1 - b0, k)
         if offsets is not None:
             m = m - np.asarray(offsets)[:, None, :]
-        idx = _zcols(m).mean(axis=2)
-        idx = _zcols(idx)
+        idx = _zcols(_zcols(m) @ w)
         exceed += (idx >= obs[:, None] - 1e-12).sum(axis=1)
     return (1.0 + exceed) / (1.0 + n_random)

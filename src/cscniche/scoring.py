@@ -13,6 +13,7 @@ import scanpy as sc
 from scipy import sparse
 
 from . import methods as _m
+from . import residuals as _pr
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,16 @@ def score_signatures(
     mean_engine: str = "fast",
     ucell_max_rank: int = 1500,
     aucell_n_up: int | None = None,
+    pearson_theta: float = 100.0,
 ) -> pd.DataFrame:
     """Score every cell for every gene set on log-normalised ``X`` with each of ``methods``.
 
     * ``mean``: ``obs['score_<set>']``, scanpy ``score_genes`` (``mean_engine='scanpy'``) or its exact sparse
       equivalent :func:`cscniche.methods.score_genes` (``'fast'``, the default; same control genes, same seed);
     * ``ucell``: ``obs['ucell_<set>']`` (:func:`cscniche.methods.ucell`, max rank ``ucell_max_rank``);
-    * ``aucell``: ``obs['aucell_<set>']`` (:func:`cscniche.methods.aucell`, top ``aucell_n_up`` genes).
+    * ``aucell``: ``obs['aucell_<set>']`` (:func:`cscniche.methods.aucell`, top ``aucell_n_up`` genes);
+    * ``pearson``: ``obs['pearson_<set>']``, the mean analytic Pearson residual of the set's genes computed from
+      ``layers['counts']`` (:mod:`cscniche.residuals`, overdispersion ``pearson_theta``, scanpy's clip).
 
     Returns the coverage table (see :func:`signature_coverage`). Missing genes are warned about with the list
     and fraction present; a set below ``min_fraction`` stops the run with a ValueError.
@@ -151,11 +155,23 @@ def score_signatures(
         scores = _m.aucell(adata.X, sets, n_up=aucell_n_up)
         for j, n in enumerate(names):
             adata.obs[f"aucell_{n}"] = scores[:, j]
+    if "pearson" in methods:
+        model = pearson_model(adata, theta=pearson_theta)
+        scores = _pr.set_means(adata.layers["counts"], sets, model)
+        for j, n in enumerate(names):
+            adata.obs[f"pearson_{n}"] = scores[:, j]
     return coverage
 
 
+def pearson_model(adata: ad.AnnData, *, theta: float = 100.0) -> _pr.PearsonModel:
+    """The residuals' null model, fitted on ``layers['counts']`` of all cells of the sample."""
+    if "counts" not in adata.layers:
+        raise ValueError("the pearson method needs raw counts in layers['counts']")
+    return _pr.fit(adata.layers["counts"], theta=theta)
+
+
 #: per-cell scoring methods and the prefix of their obs columns
-METHODS = {"mean": "score", "ucell": "ucell", "aucell": "aucell"}
+METHODS = {"mean": "score", "ucell": "ucell", "aucell": "aucell", "pearson": "pearson"}
 
 
 def marker_expression(adata: ad.AnnData, genes=CSC_MARKERS) -> list[str]:
@@ -178,10 +194,32 @@ def marker_expression(adata: ad.AnnData, genes=CSC_MARKERS) -> list[str]:
     return done
 
 
+def index_weights(var_names, gene_sets: dict[str, list[str]], signatures: list[str], scheme: str = "sqrt_size"):
+    """Weights of the sets in the stemness index: ``sqrt_size`` (square root of the genes present: Stouffer's
+    weighting, each gene counts alike, so a 4-gene set does not carry the weight of an 87-gene one) or
+    ``equal``. Normalised to sum to 1."""
+    if scheme == "equal":
+        w = np.ones(len(signatures))
+    elif scheme == "sqrt_size":
+        present = set(map(str, var_names))
+        w = np.sqrt([sum(g in present for g in gene_sets[s]) for s in signatures]).astype(np.float64)
+    else:
+        raise ValueError(f"index weighting must be 'sqrt_size' or 'equal', not {scheme!r}")
+    if not w.sum() > 0:
+        raise ValueError("no gene of the stemness sets is in the data")
+    return w / w.sum()
+
+
 def stemness_index(
-    adata: ad.AnnData, signatures: list[str], *, reference: np.ndarray | None = None, prefix: str = "score"
+    adata: ad.AnnData,
+    signatures: list[str],
+    *,
+    reference: np.ndarray | None = None,
+    prefix: str = "score",
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mean of the standardised ``<prefix>_<set>`` columns (prefix ``score`` for mean-based scores).
+    """Weighted mean (``weights``, default equal; see :func:`index_weights`) of the standardised
+    ``<prefix>_<set>`` columns (prefix ``score`` for mean-based scores).
 
     Each score is centred and scaled by its mean and standard deviation over the ``reference``
     cells (boolean mask; by default the malignant cells when there are at least 10, else all cells),
@@ -198,7 +236,8 @@ def stemness_index(
     mu = m[reference].mean(axis=0)
     sd = m[reference].std(axis=0)
     sd[~(sd > 0)] = 1.0
-    return ((m - mu) / sd).mean(axis=1)
+    w = np.full(len(cols), 1.0 / len(cols)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return ((m - mu) / sd) @ (w / w.sum())
 
 
 def call_csc(
@@ -245,13 +284,17 @@ def calibrate_stemness(
     n_random: int = 1000,
     n_bins: int = 25,
     ucell_max_rank: int = 1500,
+    pearson_theta: float = 100.0,
+    weighting: str = "equal",
     seed: int = 0,
 ) -> None:
     """``obs['stemness_pvalue']`` and ``obs['csc_fdr']`` (BH within the sample) for the malignant cells.
 
-    The combined index of ``method`` (mean: ``score_<set>``, ucell: ``ucell_<set>``) is compared with the same
+    The combined index of ``method`` (mean: ``score_<set>``, ucell: ``ucell_<set>``, pearson:
+    ``pearson_<set>``) is compared with the same
     index computed from ``n_random`` draws of random gene sets matched to the signature genes by expression
-    bin (see :func:`cscniche.methods.random_set_pvalues`). Non-malignant cells get NaN.
+    bin (see :func:`cscniche.methods.random_set_pvalues`); the sets are weighted by ``weighting`` as in
+    :func:`index_weights`. Non-malignant cells get NaN.
     """
     mal = adata.obs["malignant"].to_numpy(dtype=bool)
     p = np.full(adata.n_obs, np.nan)
@@ -273,9 +316,21 @@ def calibrate_stemness(
         elif method == "ucell":
             offsets = None
             T = _m.ucell_transform(X, max_rank=min(ucell_max_rank, adata.n_vars))
+        elif method == "pearson":
+            offsets, T = None, None
+            model = pearson_model(adata, theta=pearson_theta)
+            counts, rows = adata.layers["counts"], np.flatnonzero(mal)
+
+            def means(cols):
+                return _pr.set_means(counts, cols, model, rows=rows)
+
         else:
-            raise ValueError(f"empirical p-values are implemented for 'mean' and 'ucell', not {method!r}")
-        p[mal] = _m.random_set_pvalues(T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed)
+            raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
+        p[mal] = _m.random_set_pvalues(
+            T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed,
+            means=means if method == "pearson" else None,
+            weights=index_weights(adata.var_names, gene_sets, stemness_sets, weighting),
+        )  # fmt: skip
         q[mal] = _m.bh_fdr(p[mal])
     adata.obs["stemness_pvalue"] = p
     adata.obs["csc_fdr"] = q

@@ -114,7 +114,9 @@ def score(
     mean_engine: str = "fast",
     ucell_max_rank: int = 1500,
     aucell_n_up: int | None = None,
-    stemness_method: str = "mean",
+    stemness_method: str = "pearson",
+    index_weighting: str = "sqrt_size",
+    pearson_theta: float = 100.0,
     mrnasi_weights: str | Path | None = None,
     pseudobulk_methods: list[str] | tuple[str, ...] = ("ssgsea",),
     rule: str = "fdr",
@@ -156,6 +158,7 @@ def score(
             mean_engine=mean_engine,
             ucell_max_rank=ucell_max_rank,
             aucell_n_up=aucell_n_up,
+            pearson_theta=pearson_theta,
         )
     except ValueError as exc:
         raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
@@ -164,8 +167,9 @@ def score(
     if "malignant" not in adata.obs:
         adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
     indices = []
+    w = _sc.index_weights(adata.var_names, sets, stemness_sets, index_weighting)
     for m in methods:
-        adata.obs[f"stemness_{m}"] = _sc.stemness_index(adata, stemness_sets, prefix=_sc.METHODS[m])
+        adata.obs[f"stemness_{m}"] = _sc.stemness_index(adata, stemness_sets, prefix=_sc.METHODS[m], weights=w)
         indices.append(f"stemness_{m}")
     adata.obs["stemness"] = adata.obs[f"stemness_{stemness_method}"]
     try:
@@ -176,7 +180,7 @@ def score(
     _sc.add_residuals(adata, score_cols + indices + ["stemness"] + pot[1:])
     _sc.calibrate_stemness(
         adata, sets, stemness_sets, method=stemness_method, n_random=n_random_sets, seed=seed,
-        ucell_max_rank=ucell_max_rank,
+        ucell_max_rank=ucell_max_rank, pearson_theta=pearson_theta, weighting=index_weighting,
     )  # fmt: skip
     n_csc = _sc.call_csc(adata, quantile=quantile, rule=rule, alpha=alpha)
     info = adata.uns.setdefault("cscniche", {})
