@@ -187,3 +187,103 @@ def test_rank_kernels_fast_path_equals_the_general_path(data):
     np.testing.assert_allclose(
         m.ucell_from_transform(V, idx, max_rank=200), m.ucell(X32, idx, max_rank=200), atol=1e-12
     )
+
+
+def _ucell_reference(Xd: np.ndarray, sets, max_rank: int):
+    """UCell row by row with scipy: rankdata (average ties) of the finite nonzero values, descending; zeros,
+    NaN and inf rank ``max_rank``. Returns the scores and the ``max(max_rank - rank, 0)`` matrix."""
+    scores = np.zeros((Xd.shape[0], len(sets)))
+    gain = np.zeros(Xd.shape)
+    for i, x in enumerate(Xd):
+        ok = np.isfinite(x) & (x != 0)
+        r = np.full(x.size, np.inf)
+        r[ok] = stats.rankdata(-x[ok], method="average")
+        gain[i] = np.maximum(max_rank - r, 0.0)
+        for k, s in enumerate(sets):
+            n = len(s)
+            u = np.minimum(r[s], max_rank).sum() - n * (n + 1) / 2.0
+            scores[i, k] = max(1.0 - u / (n * max_rank - n * (n + 1) / 2.0), 0.0)
+    return scores, gain
+
+
+@pytest.fixture(scope="module")
+def awkward():
+    """CSR with ties, explicit zeros, NaN, +-inf, negative values, a duplicate entry, an empty row and a row
+    whose stored entries are all zero or NaN."""
+    rng = np.random.default_rng(3)
+    n, g = 60, 80
+    Xd = rng.choice([0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 3.25, -1.0, -0.5], size=(n, g))
+    Xd[rng.random((n, g)) < 0.05] = np.nan
+    Xd[2, 3], Xd[4, 5], Xd[6, 7] = np.inf, -np.inf, np.nan
+    Xd[0] = 0.0
+    Xd[1] = 0.0
+    Xd[1, :10] = np.nan
+    stored = (Xd != 0) | (rng.random((n, g)) < 0.2)  # NaN != 0; the extra entries are explicit zeros
+    stored[0] = False  # row 0: empty
+    stored[1] = True  # row 1: explicit zeros and NaN only
+    rows, cols = np.nonzero(stored)
+    vals = Xd[rows, cols]
+    # entry (9, 11) stored twice as 0.75: duplicates add up, as in X.toarray() (1.5 ties with other 1.5s)
+    keep = ~((rows == 9) & (cols == 11))
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    at = np.searchsorted(rows * g + cols, 9 * g + 11)
+    rows, cols, vals = np.insert(rows, at, [9, 9]), np.insert(cols, at, [11, 11]), np.insert(vals, at, [0.75, 0.75])
+    Xd[9, 11] = 1.5
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    X = sparse.csr_matrix((vals, cols, indptr), shape=(n, g))
+    assert X.nnz == vals.size and X.indptr[1] == 0 and (X.data == 0).sum() > n  # explicit zeros are stored
+    assert not X.has_canonical_format
+    np.testing.assert_array_equal(X.toarray(), Xd)
+    sets = [[3, 5, 7], [11], list(range(0, 80, 3)), list(range(10)), [2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]]
+    return X, Xd, sets
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("max_rank", [5, 30, 200])
+@pytest.mark.parametrize("scan_max", [0, 10**9])
+def test_ucell_kernel_matches_rankdata_per_row(awkward, dtype, max_rank, scan_max, monkeypatch):
+    """The numba UCell kernels against scipy rankdata row by row (tolerance 1e-12), on both of the kernel's
+    paths (sorted row + binary search, scan per set gene); zeros, explicit zeros, NaN and inf are not ranked,
+    negative values are ranked below the positive ones, duplicates add up, empty rows score 0."""
+    X, Xd, sets = awkward
+    X = X.astype(dtype)
+    before = X.copy()
+    monkeypatch.setattr(m, "_SCAN_MAX", scan_max)
+    ref, ref_gain = _ucell_reference(Xd.astype(dtype), sets, max_rank)
+    got = m.ucell(X, sets, max_rank=max_rank)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.ucell(Xd.astype(dtype), sets, max_rank=max_rank), ref, rtol=0, atol=1e-12)
+    assert (got[0] == 0).all() and (got[1] == 0).all()  # the empty row and the row of zeros / NaN
+    V = m.ucell_transform(X, max_rank=max_rank)
+    np.testing.assert_allclose(V.toarray(), ref_gain, rtol=0, atol=1e-12)
+    assert (V.data > 0).all() and V.has_sorted_indices
+    np.testing.assert_allclose(m.ucell_from_transform(V, sets, max_rank=max_rank), ref, rtol=0, atol=1e-12)
+    # the input is not modified (its duplicate entry is summed in a copy)
+    np.testing.assert_array_equal(X.data, before.data)
+    np.testing.assert_array_equal(X.indices, before.indices)
+    assert m.ucell(X[:0], sets, max_rank=max_rank).shape == (0, len(sets))
+    assert (m.ucell(sparse.csr_matrix(X.shape, dtype=dtype), sets, max_rank=max_rank) == 0).all()
+
+
+@pytest.mark.parametrize("duplicate", [True, False])
+def test_ucell_takes_unsorted_indices_without_a_copy(awkward, duplicate):
+    """Unsorted column indices (as after some sparse products) are ranked as they are; a duplicate entry is
+    found without sorting and summed in a copy."""
+    X, Xd, sets = awkward
+    if not duplicate:
+        X = sparse.csr_matrix(Xd)
+    rev = np.concatenate([np.arange(X.indptr[i + 1] - 1, X.indptr[i] - 1, -1) for i in range(X.shape[0])])
+    Xu = sparse.csr_matrix((X.data[rev], X.indices[rev], X.indptr.copy()), shape=X.shape)
+    assert not Xu.has_sorted_indices
+    assert np.shares_memory(m._rank_csr(Xu).data, Xu.data) is not duplicate
+    ref, ref_gain = _ucell_reference(Xd, sets, 30)
+    np.testing.assert_allclose(m.ucell(Xu, sets, max_rank=30), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.ucell_transform(Xu, max_rank=30).toarray(), ref_gain, rtol=0, atol=1e-12)
+
+
+def test_ucell_rejects_gene_indices_out_of_range(awkward):
+    X, _, _ = awkward
+    with pytest.raises(ValueError, match="out of range"):
+        m.ucell(X, [[1, 2], [-1, 3]])
+    with pytest.raises(ValueError, match="out of range"):
+        m.ucell(X, [[X.shape[1]]])

@@ -1,12 +1,12 @@
 """Scoring kernels: pure numpy/scipy functions on a cells x genes matrix (dense ndarray or CSR).
 
-No AnnData here (the adapter is :mod:`cscniche.scoring`). Sparse input is never densified: every
-score is a sparse matrix times a sparse gene-set weight matrix, computed in chunks of cells.
+No AnnData here (the adapter is :mod:`cscniche.scoring`). Sparse input is never densified: scores are
+numba passes over the CSR rows (set means, UCell) or sparse products computed in chunks of cells.
 
 * :func:`score_genes` - Seurat/scanpy ``score_genes`` (mean of the set minus the mean of expression-binned
   control genes), reproducing scanpy's control-gene draw exactly for the same seed.
 * :func:`ucell` - UCell (Andreatta & Carmona 2021): Mann-Whitney U of the set's within-cell ranks, ranks
-  above ``max_rank`` capped at ``max_rank`` (as pyucell).
+  above ``max_rank`` capped at ``max_rank`` (as pyucell); one numba pass over the CSR rows, no matrix copy.
 * :func:`aucell` - AUCell (Aibar et al. 2017): area under the recovery curve of the set within the top
   ``n_up`` genes of each cell, ordinal ranks (as decoupler).
 * :func:`detected_genes`, :func:`gene_count_signature` - CytoTRACE-style potency (Gulati et al. 2020).
@@ -134,13 +134,13 @@ def score_genes(
     return m[:, :k] - m[:, k:], ctrl
 
 
-def _desc_ranks(X: sparse.csr_matrix, *, ties: str, tie_key: np.ndarray | None = None) -> np.ndarray:
-    """Within-row descending ranks of the stored nonzero values (aligned with ``X.data``).
+def _desc_ranks(X: sparse.csr_matrix, *, tie_key: np.ndarray | None = None) -> np.ndarray:
+    """Within-row descending ordinal ranks of the stored nonzero values (aligned with ``X.data``).
 
-    ``ties='average'`` (rankdata average) or ``'ordinal'`` (ties broken by ``tie_key[gene]``, default the gene
-    index, as rankdata ordinal over the row). ``X`` must have sorted indices and no explicit zeros.
-    The rows are laid into a padded (rows x max nonzeros per row) array and sorted row-wise, in blocks of
-    rows that bound that array to ~16 M entries: memory in the order of the nonzeros, never cells x genes.
+    Ties are broken by ``tie_key[gene]`` (default the gene index), as rankdata ordinal over the row. ``X`` must
+    have sorted indices and no explicit zeros. The rows are laid into a padded (rows x max nonzeros per row)
+    array and sorted row-wise, in blocks of rows that bound that array to ~16 M entries: memory in the order
+    of the nonzeros, never cells x genes. (AUCell's general path; average ties: :func:`_csr_desc_ranks`.)
     """
     n = X.shape[0]
     lens = np.diff(X.indptr)
@@ -164,25 +164,11 @@ def _desc_ranks(X: sparse.csr_matrix, *, ties: str, tie_key: np.ndarray | None =
         pad = np.full((r1 - r0, w), np.inf)
         pad[row, pos] = -vals
         order = np.argsort(pad, axis=1, kind="stable")
-        srt = np.take_along_axis(pad, order, axis=1)
-        rank = np.broadcast_to(np.arange(1, w + 1, dtype=np.float64), (r1 - r0, w)).copy()
-        if ties == "average":
-            new = np.ones_like(srt, dtype=bool)
-            new[:, 1:] = srt[:, 1:] != srt[:, :-1]
-            flat_new = new.ravel()
-            gid = np.cumsum(flat_new) - 1
-            first = np.flatnonzero(flat_new)
-            last = np.append(first[1:], flat_new.size) - 1
-            fr = rank.ravel()
-            rank = ((fr[first] + fr[last])[gid] / 2.0).reshape(rank.shape)
-        elif ties != "ordinal":
-            raise ValueError("ties must be 'average' or 'ordinal'")
-        valid = np.arange(w)[None, :] < ln[:, None]
+        rank = np.broadcast_to(np.arange(1, w + 1, dtype=np.float64), (r1 - r0, w))
         # element at padded position order[i, j] of row i has rank[i, j]
         inv = np.empty_like(order)
         np.put_along_axis(inv, order, np.arange(w)[None, :].repeat(r1 - r0, axis=0), axis=1)
         got = np.take_along_axis(rank, inv, axis=1)  # rank of the entry at padded position (i, p)
-        del valid
         ranks[a:b] = got[row, pos]
     return ranks
 
@@ -195,61 +181,167 @@ def _clean_chunk(X: sparse.csr_matrix) -> sparse.csr_matrix:
     return c
 
 
-def _subset_ranks(c: sparse.csr_matrix, genes: np.ndarray, *, ties: str, tie_key: np.ndarray | None = None):
-    """Descending within-row ranks of the nonzero entries in columns ``genes`` among all nonzeros of the row.
+def _subset_ranks(c: sparse.csr_matrix, genes: np.ndarray, *, tie_key: np.ndarray | None = None):
+    """Descending ordinal within-row ranks of the nonzero entries in columns ``genes`` among all nonzeros.
 
     Fast path for nonnegative float32 data (log-normalised counts): a float32's bit pattern orders nonnegative
-    values exactly (ties stay ties), so one integer sort of the row-tagged codes and a binary search per entry
-    of the requested columns give the same ranks as sorting every row. Returns (row, column position in
-    ``genes``, rank), or None when the data do not qualify (then the caller ranks every entry).
+    values exactly (ties stay ties), so one integer sort of the row-tagged codes (ties broken by ``tie_key``)
+    and a binary search per entry of the requested columns give the same ranks as sorting every row. Returns
+    (row, column position in ``genes``, rank), or None when the data do not qualify (then the caller ranks
+    every entry).
     """
     if c.dtype != np.float32 or c.nnz == 0 or (c.data < 0).any():
         return None
     n, G = c.shape
+    if n >= 2**10 or G >= 2**21:
+        return None
     lens = np.diff(c.indptr)
     code = np.int64(2**31 - 1) - c.data.view(np.int32).astype(np.int64)  # ascending code = descending value
     sub = c[:, genes].tocoo()
     sub_code = np.int64(2**31 - 1) - sub.data.astype(np.float32).view(np.int32).astype(np.int64)
     start = c.indptr[sub.row].astype(np.int64)
-    if ties == "average":
-        skey = np.sort(np.repeat(np.arange(n, dtype=np.int64), lens) * 2**31 + code)
-        q = sub.row.astype(np.int64) * 2**31 + sub_code
-        lo = np.searchsorted(skey, q, side="left")
-        hi = np.searchsorted(skey, q, side="right")
-        rank = (lo - start) + (hi - lo + 1) / 2.0
-    elif ties == "ordinal":
-        if n >= 2**10 or G >= 2**21:
-            return None
-        tk = np.arange(G, dtype=np.int64) if tie_key is None else np.asarray(tie_key, dtype=np.int64)
-        skey = np.sort((np.repeat(np.arange(n, dtype=np.int64), lens) * 2**31 + code) * 2**21 + tk[c.indices])
-        q = (sub.row.astype(np.int64) * 2**31 + sub_code) * 2**21 + tk[genes[sub.col]]
-        rank = (np.searchsorted(skey, q, side="left") - start + 1).astype(np.float64)
-    else:
-        raise ValueError("ties must be 'average' or 'ordinal'")
+    tk = np.arange(G, dtype=np.int64) if tie_key is None else np.asarray(tie_key, dtype=np.int64)
+    skey = np.sort((np.repeat(np.arange(n, dtype=np.int64), lens) * 2**31 + code) * 2**21 + tk[c.indices])
+    q = (sub.row.astype(np.int64) * 2**31 + sub_code) * 2**21 + tk[genes[sub.col]]
+    rank = (np.searchsorted(skey, q, side="left") - start + 1).astype(np.float64)
     return sub.row, sub.col, rank
 
 
-def ucell_transform(X, *, max_rank: int = 1500) -> sparse.csr_matrix:
-    """Sparse cells x genes matrix ``max_rank - rank`` for genes ranked within the top ``max_rank`` of the cell.
+_ROW_BLOCK = 256  # rows per parallel task of the UCell kernels (one scratch buffer each)
+_SCAN_MAX = 128  # UCell: a row holding at most this many set genes is scanned per gene, not sorted (faster)
 
-    A gene's rank is its descending rank among the cell's nonzero values (average ties, as pyucell); zeros and
-    genes ranked beyond ``max_rank`` count as ``max_rank`` and are not stored.
+
+def _ucell_row_gains(indptr, indices, data, gptr, gset, gw, n_sets, max_rank, scan_max):  # pragma: no cover
+    """Per row: sum over the set genes of ``max(max_rank - rank, 0)`` (average-tie descending ranks).
+
+    A set gene's rank among the row's finite nonzero values is ``#greater + (#equal + 1) / 2``: counted by a
+    linear scan of the row when it holds at most ``scan_max`` stored set genes, else by binary search in the
+    row's values sorted once (both are exact integer counts). ``gptr``/``gset``/``gw`` are the genes x sets
+    CSR weights. Zeros, explicit zeros, NaN and +-inf are not ranked (their rank is taken as ``max_rank``,
+    gain 0); negative values are ranked below the positive ones.
     """
-    X = _as_csr(X)
-    parts = []
-    for i in range(0, X.shape[0], CHUNK):
-        c = _clean_chunk(X[i : i + CHUNK])
-        v = np.maximum(max_rank - _desc_ranks(c, ties="average"), 0.0)
-        c.data = v
-        c.eliminate_zeros()
-        parts.append(c)
-    return sparse.vstack(parts, format="csr") if parts else sparse.csr_matrix(X.shape)
+    n = indptr.size - 1
+    out = np.zeros((n, n_sets))
+    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for blk in _prange(n_blocks):
+        r0 = blk * _ROW_BLOCK
+        r1 = min(n, r0 + _ROW_BLOCK)
+        width = 0
+        for i in range(r0, r1):
+            width = max(width, indptr[i + 1] - indptr[i])
+        buf = np.empty(width, dtype=data.dtype)
+        hv = np.empty(width, dtype=data.dtype)
+        hg = np.empty(width, dtype=np.int64)
+        for i in range(r0, r1):
+            m = 0
+            nh = 0
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                if v != 0 and np.isfinite(v):
+                    buf[m] = v
+                    m += 1
+                    g = indices[j]
+                    if gptr[g + 1] > gptr[g]:
+                        hv[nh] = v
+                        hg[nh] = g
+                        nh += 1
+            if nh == 0:
+                continue
+            srt = buf[:m]
+            if nh > scan_max:
+                srt.sort()
+            for h in range(nh):
+                v = hv[h]
+                if nh > scan_max:
+                    hi = np.searchsorted(srt, v, side="right")
+                    eq = hi - np.searchsorted(srt, v, side="left")
+                    gt = m - hi
+                else:
+                    gt = 0
+                    eq = 0
+                    for t in range(m):
+                        gt += srt[t] > v
+                        eq += srt[t] == v
+                gain = max_rank - (gt + (eq + 1) / 2.0)
+                if gain > 0:
+                    g = hg[h]
+                    for k in range(gptr[g], gptr[g + 1]):
+                        out[i, gset[k]] += gain * gw[k]
+    return out
 
 
-def ucell_from_transform(V: sparse.csr_matrix, sets: Sequence[Sequence[int]], *, max_rank: int = 1500) -> np.ndarray:
-    """UCell scores (cells x sets) from :func:`ucell_transform`: ``1 - (U_sum - n(n+1)/2) / (n max_rank - n(n+1)/2)``."""
-    sizes = np.array([len(s) for s in sets], dtype=np.float64)
-    gain = (V @ set_weights(V.shape[1], sets, normalise=False)).toarray()
+def _csr_desc_ranks(indptr, data):  # pragma: no cover - numba
+    """Within-row descending average-tie rank of every stored entry among the row's finite nonzero values
+    (aligned with ``data``; ``inf`` for entries not ranked: zeros, NaN, +-inf)."""
+    n = indptr.size - 1
+    out = np.full(data.size, np.inf)
+    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for blk in _prange(n_blocks):
+        r0 = blk * _ROW_BLOCK
+        r1 = min(n, r0 + _ROW_BLOCK)
+        width = 0
+        for i in range(r0, r1):
+            width = max(width, indptr[i + 1] - indptr[i])
+        buf = np.empty(width, dtype=data.dtype)
+        for i in range(r0, r1):
+            m = 0
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                if v != 0 and np.isfinite(v):
+                    buf[m] = v
+                    m += 1
+            srt = buf[:m]
+            srt.sort()
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                if v == 0 or not np.isfinite(v):
+                    continue
+                lo = np.searchsorted(srt, v, side="left")
+                hi = np.searchsorted(srt, v, side="right")
+                out[j] = (m - hi) + (hi - lo + 1) / 2.0
+    return out
+
+
+def _csr_has_duplicates(indptr, indices, n_cols):  # pragma: no cover - numba
+    """Whether a row of the CSR stores a column twice (sorted or unsorted indices; one pass, no sort)."""
+    n = indptr.size - 1
+    n_parts = 64
+    found = np.zeros(n_parts, dtype=np.bool_)
+    for part in _prange(n_parts):
+        seen = np.full(n_cols, -1, dtype=np.int64)  # seen[g] = last row where column g was stored
+        for i in range(part * n // n_parts, (part + 1) * n // n_parts):
+            for j in range(indptr[i], indptr[i + 1]):
+                g = indices[j]
+                if seen[g] == i:
+                    found[part] = True
+                seen[g] = i
+    return found.any()
+
+
+try:
+    from numba import prange as _prange
+
+    _ucell_row_gains = numba.njit(parallel=True, cache=True)(_ucell_row_gains)
+    _csr_desc_ranks = numba.njit(parallel=True, cache=True)(_csr_desc_ranks)
+    _csr_has_duplicates = numba.njit(parallel=True, cache=True)(_csr_has_duplicates)
+except ImportError:  # pragma: no cover - numba is a pinned dependency; plain Python loops are correct but slow
+    _prange = range
+
+
+def _rank_csr(X) -> sparse.csr_matrix:
+    """CSR of ``X`` for the UCell kernels: duplicates summed, float data (a copy only when needed; the
+    kernels do not need sorted indices, so unsorted input is used as it is)."""
+    X = X.tocsr() if sparse.issparse(X) else sparse.csr_matrix(np.asarray(X))
+    if not X.has_canonical_format and (X.has_sorted_indices or _csr_has_duplicates(X.indptr, X.indices, X.shape[1])):
+        X = X.copy()
+        X.sum_duplicates()
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    return X
+
+
+def _ucell_score(gain: np.ndarray, sizes: np.ndarray, max_rank: int) -> np.ndarray:
+    """UCell from the summed gains ``sum(max(max_rank - rank, 0))`` per cell and set (see :func:`ucell`)."""
     rank_sum = sizes * max_rank - gain
     s_min = sizes * (sizes + 1) / 2.0
     s_max = sizes * max_rank
@@ -259,25 +351,58 @@ def ucell_from_transform(V: sparse.csr_matrix, sets: Sequence[Sequence[int]], *,
     return np.clip(score, 0.0, None)
 
 
+def ucell_transform(X, *, max_rank: int = 1500) -> sparse.csr_matrix:
+    """Sparse cells x genes matrix ``max_rank - rank`` for genes ranked within the top ``max_rank`` of the cell.
+
+    A gene's rank is its descending rank among the cell's finite nonzero values (average ties, as pyucell);
+    zeros, NaN, inf and genes ranked beyond ``max_rank`` count as ``max_rank`` and are not stored. One numba
+    pass over the CSR rows (parallel over cells, one sort per row).
+    """
+    X = _rank_csr(X)
+    gain = _csr_desc_ranks(X.indptr, X.data)
+    np.subtract(float(max_rank), gain, out=gain)
+    np.maximum(gain, 0.0, out=gain)
+    V = sparse.csr_matrix((gain, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    V.eliminate_zeros()
+    V.sort_indices()
+    return V
+
+
+def ucell_from_transform(V: sparse.csr_matrix, sets: Sequence[Sequence[int]], *, max_rank: int = 1500) -> np.ndarray:
+    """UCell scores (cells x sets) from :func:`ucell_transform`: ``1 - (U_sum - n(n+1)/2) / (n max_rank - n(n+1)/2)``."""
+    sizes = np.array([len(s) for s in sets], dtype=np.float64)
+    gain = (V @ set_weights(V.shape[1], sets, normalise=False)).toarray()
+    return _ucell_score(gain, sizes, max_rank)
+
+
 def ucell(X, sets: Sequence[Sequence[int]], *, max_rank: int = 1500) -> np.ndarray:
-    """UCell scores (cells x sets) as pyucell ``compute_ucell_scores`` (positive genes only, present genes)."""
-    X = _as_csr(X)
-    genes = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]))
-    local = [np.searchsorted(genes, np.asarray(s, dtype=np.int64)) for s in sets]
-    parts = []
-    for i in range(0, X.shape[0], 2048):  # small row blocks: the sort stays in cache
-        c = _clean_chunk(X[i : i + 2048])
-        got = _subset_ranks(c, genes, ties="average")
-        if got is None:
-            v = c.copy()
-            v.data = np.maximum(max_rank - _desc_ranks(c, ties="average"), 0.0)
-            v = v[:, genes]
-        else:
-            r, j, rank = got
-            v = sparse.csr_matrix((np.maximum(max_rank - rank, 0.0), (r, j)), shape=(c.shape[0], genes.size))
-        parts.append(v)
-    V = sparse.vstack(parts, format="csr")
-    return ucell_from_transform(V, local, max_rank=max_rank)
+    """UCell scores (cells x sets) as pyucell ``compute_ucell_scores`` (positive genes only, present genes).
+
+    One numba pass over the CSR rows (:func:`_ucell_row_gains`, parallel over cells): no copy of the matrix
+    (unless it has duplicate entries or integer data), memory of the output only. Ranks: descending, average
+    ties, among the cell's finite nonzero values; a set gene that is zero (or NaN) counts as ``max_rank``.
+    """
+    X = _rank_csr(X)
+    n_genes = X.shape[1]
+    for s in sets:
+        s = np.asarray(s, dtype=np.int64)
+        if s.size and (s.min() < 0 or s.max() >= n_genes):
+            raise ValueError(f"gene index out of range 0..{n_genes - 1} in a UCell set")
+    sizes = np.array([len(s) for s in sets], dtype=np.float64)
+    W = set_weights(n_genes, sets, normalise=False).tocsr()
+    W.sum_duplicates()
+    gain = _ucell_row_gains(
+        X.indptr,
+        X.indices,
+        X.data,
+        W.indptr,
+        W.indices,
+        W.data.astype(np.float64),
+        len(sets),
+        float(max_rank),
+        _SCAN_MAX,
+    )
+    return _ucell_score(gain, sizes, max_rank)
 
 
 def aucell_n_up(n_genes: int, n_up: int | float | None = None) -> int:
@@ -294,10 +419,10 @@ def _aucell_nonzero_part(c, sets, W, n_up, key_of) -> np.ndarray:
     Wg = W[genes]
     for r0 in range(0, c.shape[0], 1023):
         b = c[r0 : r0 + 1023]
-        got = _subset_ranks(b, genes, ties="ordinal", tie_key=key_of)
+        got = _subset_ranks(b, genes, tie_key=key_of)
         if got is None:
             v = b.copy()
-            v.data = np.maximum(n_up - _desc_ranks(b, ties="ordinal", tie_key=key_of), 0.0)
+            v.data = np.maximum(n_up - _desc_ranks(b, tie_key=key_of), 0.0)
             out[r0 : r0 + b.shape[0]] = (v @ W).toarray()
             continue
         r, j, rank = got
@@ -413,7 +538,7 @@ def spearman_with_weights(X, weights: np.ndarray) -> np.ndarray:
         nz = G - nnz
         zero_rank = (nz + 1) / 2.0
         # descending rank d among nonzeros -> ascending rank over all genes: nz + (nnz + 1 - d)
-        d = _desc_ranks(c, ties="average")
+        d = _csr_desc_ranks(c.indptr, c.data)
         row = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
         asc = nz[row] + (nnz[row] + 1 - d)
         # centred rank vector: zeros at zero_rank - mean, nonzeros at asc - mean; mean = (G + 1) / 2
