@@ -25,6 +25,7 @@ from scipy import sparse
 
 from cscniche import InputError
 from cscniche._smk import check_config, read_sample_sheet
+from cscniche.checkpoints import COLUMNS as CHECKPOINT_COLUMNS
 from cscniche.io import check_species, load_sample
 
 SHEET_SCHEMA = ROOT / "config/schemas/samples.schema.yaml"
@@ -286,8 +287,10 @@ def test_sample_without_malignant_or_immune_cells_writes_tables_saying_so(catalo
     assert (nb["note"] == note).all(), nb
     cells = pd.read_csv(wd / "results" / name / "cells.tsv.gz", sep="\t")
     assert not cells["csc"].any() if name == "no_malignant" else cells["csc"].any()
-    cp = pd.read_csv(wd / "results" / name / "checkpoints.tsv", sep="\t")
+    cp = pd.read_csv(wd / "results" / name / "checkpoints.tsv", sep="\t", keep_default_na=False)
     assert len(cp) > 0 and (cp["sample"] == name).all()
+    assert list(cp.columns) == CHECKPOINT_COLUMNS  # the same columns with or without malignant cells
+    assert (cp["note"] == ("no malignant cells" if name == "no_malignant" else "")).all(), cp["note"].unique()
 
 
 @pytest.mark.slow
@@ -399,6 +402,78 @@ def test_config_errors_name_the_key(config, message):
 
 def test_shipped_config_is_valid():
     check_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()), CONFIG_SCHEMA)
+
+
+def _shipped(section: str, **values) -> dict:
+    """A section of the shipped config with some values replaced."""
+    return {**yaml.safe_load((ROOT / "config/config.yaml").read_text())[section], **values}
+
+
+#: every config key that names a file: (section, overrides, the path named in the error)
+CONFIG_FILE_CASES = {
+    "annotation.markers": ("annotation", {"markers": "config/nope.tsv"}, "config/nope.tsv"),
+    "annotation.compartments": ("annotation", {"compartments": "nope/compartments.tsv"}, "nope/compartments.tsv"),
+    "scoring.gene_sets": (
+        "scoring",
+        {"gene_sets": ["config/genesets/csc_signatures.gmt", "config/genesets/nope.gmt"]},
+        "config/genesets/nope.gmt",
+    ),
+    "scoring.mrnasi_weights": ("scoring", {"mrnasi_weights": "weights.tsv"}, "weights.tsv"),
+    "checkpoints.genes": ("checkpoints", {"genes": "config/nope_checkpoints.tsv"}, "config/nope_checkpoints.tsv"),
+    "genes.map": ("genes", {"map": "ens2sym.tsv"}, "ens2sym.tsv"),
+    "cnv.gene_positions": ("cnv", {"gene_positions": "genes.gtf"}, "genes.gtf"),
+}
+
+
+@pytest.mark.parametrize("key", list(CONFIG_FILE_CASES))
+def test_config_file_that_does_not_exist_is_one_line_naming_key_and_path(tmp_path, monkeypatch, key):
+    from cscniche._smk import CONFIG_FILES, check_config_files
+
+    assert set(CONFIG_FILE_CASES) == set(CONFIG_FILES)
+    monkeypatch.chdir(tmp_path)
+    section, values, path = CONFIG_FILE_CASES[key]
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg[section].update(values)
+    with pytest.raises(InputError) as e:
+        check_config_files(cfg, ROOT)
+    msg = str(e.value)
+    item = " (item 2)" if key == "scoring.gene_sets" else ""
+    assert msg.startswith(f"config key '{key}'{item}: file '{path}' does not exist (looked in the working directory")
+    assert msg.endswith("fix the path in the config file or --config") and "\n" not in msg
+
+
+def test_config_files_resolved_to_the_workflow_copy_and_optional_ones_skipped(tmp_path, monkeypatch):
+    from cscniche._smk import check_config_files
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    (tmp_path / "markers.tsv").write_text("x")  # a local file wins over the workflow's copy
+    cfg["annotation"]["markers"] = "markers.tsv"
+    cfg["cnv"].update(enabled=False, gene_positions="unused.gtf")  # not needed without CNV
+    check_config_files(cfg, ROOT)
+    assert cfg["annotation"]["markers"] == "markers.tsv"
+    assert cfg["annotation"]["compartments"] == str(ROOT / "config/compartments.tsv")
+    assert cfg["scoring"]["gene_sets"] == [str(ROOT / "config/genesets/csc_signatures.gmt")]
+    assert cfg["genes"]["map"] == "" and cfg["scoring"]["mrnasi_weights"] == ""  # empty: not used
+    cfg["annotation"]["markers"] = str(tmp_path)
+    with pytest.raises(InputError, match="config key 'annotation.markers': file '.*' is a folder, not a file"):
+        check_config_files(cfg, ROOT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["annotation.markers", "scoring.gene_sets"])
+def test_missing_config_file_stops_the_workflow_before_any_job(tmp_path, key):
+    """A real run (not a dry run): one ERROR line naming the key and the path, no traceback, nothing written."""
+    (tmp_path / "samples.tsv").write_text("sample\tpath\nok\tresources/demo/demo_p1.h5ad\n")
+    section, values, path = CONFIG_FILE_CASES[key]
+    cfg = _config(tmp_path, **{section: _shipped(section, **values)})
+    res = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR: config key '{key}'"), res.stderr[-2000:]
+    assert f"file '{path}' does not exist" in errors[0]
+    assert "Traceback" not in res.stderr and "MissingInputException" not in res.stderr
+    assert not [p for d in ("results", "resources", "logs") for p in (tmp_path / d).glob("**/*")]
 
 
 # --- library-level behaviour behind the catalogue --------------------------------------------------------------

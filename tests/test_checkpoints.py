@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
+import pytest
 from conftest import ROOT
 
 from cscniche import stages
@@ -111,3 +112,32 @@ def test_checkpoint_table_finds_dotted_hla_names():
     a, _ = _tiny()
     df = stages.checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
     assert {"HLA-A", "B2M", "CD274", "PDCD1"} <= set(df["gene"])
+
+
+@pytest.mark.parametrize(
+    ("groups", "note"),
+    [
+        ({}, ""),
+        ({"CSC": "Macrophage", "nonCSC": "Macrophage"}, "no malignant cells"),  # no malignant cell left
+        ({"CSC": "nonCSC"}, "no CSC"),
+        ({"nonCSC": "CSC"}, "no non-CSC malignant cells"),
+    ],
+)
+def test_checkpoint_table_has_the_same_columns_in_every_case(groups, note):
+    """checkpoints.tsv: the columns COLUMNS (note last) whether or not the sample has CSC / malignant cells."""
+    a, _ = _tiny()
+    for old, new in groups.items():
+        a.obs["group"] = a.obs["group"].replace(old, new)
+    a.obs["compartment"] = a.obs["compartment"].where(a.obs["group"] != "Macrophage", "immune")
+    df = stages.checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    assert list(df.columns) == COLUMNS and COLUMNS[-1] == "note"
+    assert len(df) > 0 and (df["note"] == note).all(), df["note"].unique()
+    assert df["log2fc_csc_vs_noncsc"].notna().any() == (note == "")
+
+
+def test_checkpoint_table_without_checkpoint_genes_has_the_columns(tmp_path):
+    t = tmp_path / "cp.tsv"
+    pd.DataFrame({"gene": ["NOT_A_GENE"], "role": ["x"]}).to_csv(t, sep="\t", index=False)
+    a, _ = _tiny()
+    df = stages.checkpoints(a, sample="s", genes=t)
+    assert df.empty and list(df.columns) == COLUMNS

@@ -234,3 +234,87 @@ def test_patient_neighbours_on_a_shared_embedding():
     assert row.n_cells == 20 and row.log2_enrichment > 1 and row.fdr < 0.05
     t = df[(df.group == "CSC") & (df.immune_type == "T")].iloc[0]
     assert t.log2_enrichment <= 0.5
+
+
+def _scored(n_mal=120, n_imm=80, seed=0):
+    """A scored-like AnnData: cell types, compartments, CSC flags, groups, a kNN graph and coordinates."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    adj, ct, comp, csc = _planted(seed=seed, n_mal=n_mal, n_imm=n_imm)
+    a = ad.AnnData(np.zeros((ct.size, 1), dtype=np.float32))
+    a.obs["cell_type"], a.obs["compartment"], a.obs["csc"] = ct, comp, csc
+    a.obs["group"] = np.where(csc, "CSC", np.where(comp == "malignant", "nonCSC", ct))
+    a.obsp["distances"] = adj
+    a.obsm["spatial"] = rng.uniform(0, 100, (ct.size, 2))
+    return a
+
+
+def test_neighbourhood_graphs_knn_then_spatial():
+    from cscniche import InputError, stages
+
+    a = _scored()
+    xy = a.obsm["spatial"]
+    graphs = stages.neighbourhood_graphs(a, sample="s", spatial_k=4)
+    assert [kind for _, kind in graphs] == ["knn", "spatial"]
+    assert (graphs[0][0] != knn_adjacency(a.obsp["distances"])).nnz == 0
+    assert (graphs[1][0] != spatial_adjacency(xy, k=4)).nnz == 0
+    [(adj, kind)] = stages.neighbourhood_graphs(a, sample="s", spatial_k=4, single=True)
+    assert kind == "spatial" and (adj != graphs[1][0]).nnz == 0
+    a.obs["x"], a.obs["y"] = xy[:, 0] * 2, xy[:, 1] * 2  # obs columns win over obsm['spatial']
+    [(adj, _)] = stages.neighbourhood_graphs(
+        a, sample="s", spatial_radius=10, spatial_x="x", spatial_y="y", single=True
+    )
+    assert (adj != spatial_adjacency(xy * 2, radius=10)).nnz == 0
+    with pytest.raises(InputError, match="sample 's'.*not obs columns; fix the x_col/y_col columns"):
+        stages.neighbourhood_graphs(a, sample="s", spatial_x="nope", spatial_y="y")
+    del a.obsm["spatial"]
+    assert [k for _, k in stages.neighbourhood_graphs(a, sample="s")] == ["knn"]
+    assert [k for _, k in stages.neighbourhood_graphs(a, sample="s", single=True)] == ["knn"]
+
+
+def test_stages_use_every_graph_the_same_way():
+    """neighbours and niche tables: one block per graph (knn, spatial); squidpy: the spatial graph only."""
+    from cscniche import stages
+
+    a = _scored()
+    nb = stages.neighbours(a, sample="s", n_permutations=50, spatial_k=4, seed=2)
+    assert list(dict.fromkeys(nb["neighbourhood"])) == ["knn", "spatial"]
+    direct = neighbour_enrichment(
+        spatial_adjacency(a.obsm["spatial"], k=4), a.obs["cell_type"].to_numpy(), a.obs["compartment"].to_numpy(),
+        a.obs["csc"].to_numpy(), sample="s", neighbourhood="spatial", n_permutations=50, seed=2,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        nb[nb["neighbourhood"] == "spatial"]["p"].to_numpy(dtype=float), direct["p"].to_numpy(dtype=float)
+    )
+    sq = stages.nhood_enrichment(a, sample="s", n_permutations=20, spatial_k=4)
+    assert set(sq["neighbourhood"]) == {"spatial"}
+
+
+def test_run_table_stage_reads_calls_and_writes(tmp_path):
+    """The shared adapter of the table scripts: h5ad input, other inputs and params as keywords, a config
+    section spread into its keys, the table to output[0]; a keyword given twice is refused."""
+    import pandas as pd
+    from snakemake.iocontainers import InputFiles, Namedlist, OutputFiles, Params, Wildcards
+
+    from cscniche._smk import run_table_stage
+
+    _scored().write_h5ad(tmp_path / "a.h5ad")
+    seen = {}
+
+    def stage(adata, *, sample, **kw):
+        seen.update(kw, n_obs=adata.n_obs, sample=sample)
+        return pd.DataFrame({"sample": [sample], "n": [adata.n_obs]})
+
+    smk = Namedlist()
+    smk.input = InputFiles(fromdict={"h5ad": str(tmp_path / "a.h5ad"), "genes": "g.tsv"})
+    smk.output = OutputFiles([str(tmp_path / "t.tsv")])
+    smk.params = Params(fromdict={"neighbours": {"spatial_k": 3, "n_permutations": 9}, "seed": 1})
+    smk.wildcards = Wildcards(fromdict={"sample": "s1"})
+    smk.rule = "x"
+    run_table_stage(smk, stage)
+    assert seen == {"genes": "g.tsv", "spatial_k": 3, "n_permutations": 9, "seed": 1, "n_obs": 200, "sample": "s1"}
+    assert pd.read_csv(tmp_path / "t.tsv", sep="\t").to_dict("list") == {"sample": ["s1"], "n": [200]}
+    smk.params = Params(fromdict={"neighbours": {"seed": 3}, "seed": 1})
+    with pytest.raises(TypeError, match=r"rule 'x': the keywords \['seed'\] are given twice"):
+        run_table_stage(smk, stage)

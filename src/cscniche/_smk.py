@@ -96,6 +96,59 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     raise InputError(f"config key '{key}': {err.message}{_hint(err.schema)}; {fix}")
 
 
+#: config keys that name an input file (``scoring.gene_sets``: a list of files); an empty value leaves an
+#: optional file unset (``genes.map``, ``scoring.mrnasi_weights``, ``cnv.gene_positions``)
+CONFIG_FILES = (
+    "annotation.markers",
+    "annotation.compartments",
+    "scoring.gene_sets",
+    "scoring.mrnasi_weights",
+    "checkpoints.genes",
+    "genes.map",
+    "cnv.gene_positions",
+)
+
+
+def resolve_path(path: str, workflow_dir: str | Path) -> str:
+    """A config path as given when it exists (relative to the working directory), else the workflow's own copy.
+
+    So the shipped defaults (``config/markers.tsv``, ...) work when the pipeline runs in another directory.
+    """
+    p = Path(path)
+    if p.is_absolute() or p.exists() or not (Path(workflow_dir) / p).exists():
+        return str(p)
+    return str(Path(workflow_dir) / p)
+
+
+def check_config_files(config: dict, workflow_dir: str | Path, *, keys: tuple[str, ...] = CONFIG_FILES) -> None:
+    """Resolve the files the config names (in place) and raise one :class:`InputError` for a missing one.
+
+    Paths are resolved by :func:`resolve_path`; the error names the config key and the path as given.
+    ``cnv.gene_positions`` is only checked when ``cnv.enabled``. Example message: ``config key
+    'annotation.markers': file 'config/nope.tsv' does not exist (looked in the working directory /w and the
+    workflow directory /wf); fix the path in the config file or --config``.
+    """
+    for key in keys:
+        section, name = key.split(".")
+        value = (config.get(section) or {}).get(name)
+        if value is None:
+            continue
+        given = value if isinstance(value, list) else [value]
+        paths = [resolve_path(p, workflow_dir) if p else p for p in given]
+        config[section][name] = paths if isinstance(value, list) else paths[0]
+        if key == "cnv.gene_positions" and not config[section].get("enabled", True):
+            continue
+        for i, (g, p) in enumerate(zip(given, paths, strict=True)):
+            if not p or Path(p).is_file():
+                continue
+            where = f"config key '{key}'" + (f" (item {i + 1})" if isinstance(value, list) else "")
+            what = "is a folder, not a file" if Path(p).is_dir() else "does not exist"
+            raise InputError(
+                f"{where}: file '{g}' {what} (looked in the working directory {Path.cwd()} and the workflow "
+                f"directory {Path(workflow_dir).resolve()}); fix the path in the config file or --config"
+            )
+
+
 def _data_lines(path: Path) -> list[int]:
     """Line numbers (1-based) of the header and data rows, as pandas reads them (no blank/comment lines)."""
     lines = path.read_text().splitlines()
@@ -238,3 +291,26 @@ def step(snakemake):
             flush=True,
         )
         sys.exit(1)
+
+
+def run_table_stage(snakemake, fn) -> None:
+    """Call a per-sample stage that maps an AnnData to one table: ``fn(adata, sample=..., **keywords)``.
+
+    The AnnData is the input named ``h5ad`` (else the first input); every other named input is passed as a
+    keyword with its path (e.g. ``genes``); every param is passed as a keyword, except that a dict-valued
+    param (a config section, e.g. ``neighbours``) is spread into its keys. The table is written tab-separated
+    to the first output. Run it inside :func:`step`.
+    """
+    import anndata as ad
+
+    inputs = dict(snakemake.input.items())
+    h5ad = inputs.pop("h5ad", snakemake.input[0])
+    keywords = dict(inputs)
+    for name, value in snakemake.params.items():
+        spread = value if isinstance(value, dict) else {name: value}
+        clash = sorted(set(spread) & set(keywords))
+        if clash:
+            raise TypeError(f"rule '{snakemake.rule}': the keywords {clash} are given twice (param '{name}')")
+        keywords.update(spread)
+    table = fn(ad.read_h5ad(h5ad), sample=snakemake.wildcards.sample, **keywords)
+    table.to_csv(snakemake.output[0], sep="\t", index=False)

@@ -11,6 +11,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import false_discovery_control, mannwhitneyu
 
+from ._tables import note_row
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -24,6 +26,7 @@ COLUMNS = [
     "log2fc_csc_vs_noncsc",
     "p",
     "fdr",
+    "note",
 ]
 #: pseudocount (normalised counts per 10k) in the CSC vs non-CSC fold change
 FC_PSEUDOCOUNT = 0.01
@@ -60,7 +63,9 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
     ``log2((mean_norm_CSC + 0.01) / (mean_norm_nonCSC + 0.01))`` on normalised counts; ``p`` is a
     two-sided Mann-Whitney U test of CSC vs non-CSC cells on log-normalised expression and ``fdr``
     its Benjamini-Hochberg adjustment over the genes. Genes absent from the data are warned about
-    and left out.
+    and left out. ``note`` is empty, or says why there is no CSC vs non-CSC statistic (``no malignant
+    cells``, ``no CSC``, ``no non-CSC malignant cells``; then on every row). No checkpoint gene in the data:
+    no rows (the same columns).
     """
     group = adata.obs["group"].astype(str).to_numpy()
     comp = adata.obs["compartment"].astype(str).to_numpy()
@@ -102,7 +107,7 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
                     "frac_expr": float(det[sel].mean()) if n else np.nan,
                 }
             )
-    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("log2fc_csc_vs_noncsc", "p", "fdr")])
+    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("log2fc_csc_vs_noncsc", "p", "fdr", "note")])
     if not stats:
         log.warning("sample '%s': no checkpoint gene is in the data", sample)
         return pd.DataFrame(columns=COLUMNS)
@@ -115,7 +120,20 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
     per_gene = pd.DataFrame(
         {"gene": genes, "log2fc_csc_vs_noncsc": [stats[g][0] for g in genes], "p": pvals, "fdr": fdr}
     )
-    return df.merge(per_gene, on="gene", how="left")[COLUMNS]
+    df = df.merge(per_gene, on="gene", how="left")
+    df["note"] = _missing_groups_note(is_csc, is_non)
+    if df["note"].iloc[0]:
+        log.warning("sample '%s': no CSC vs non-CSC checkpoint statistics: %s", sample, df["note"].iloc[0])
+    return df[COLUMNS]
+
+
+def _missing_groups_note(is_csc: np.ndarray, is_non: np.ndarray) -> str:
+    """'' when there are CSC and non-CSC malignant cells, else which of them are missing."""
+    if not is_csc.any() and not is_non.any():
+        return "no malignant cells"
+    if not is_csc.any():
+        return "no CSC"
+    return "" if is_non.any() else "no non-CSC malignant cells"
 
 
 PSEUDOBULK_COLUMNS = ["sample", "group", "gene", "role", "n_cells", "counts", "library_size"]
@@ -195,9 +213,8 @@ def niche_checkpoint_table(
     imm = (comp == "immune") & ~np.isin(group, ["CSC", "nonCSC"])
 
     def _note(note: str) -> pd.DataFrame:
-        row = dict.fromkeys(NICHE_COLUMNS, np.nan)
-        row.update(sample=sample, neighbourhood=neighbourhood, immune_type="", gene="", role="", note=note)
-        return pd.DataFrame([row], columns=NICHE_COLUMNS)
+        blank = ("immune_type", "gene", "role")
+        return note_row(NICHE_COLUMNS, note, blank=blank, sample=sample, neighbourhood=neighbourhood)
 
     if not imm.any():
         return _note("no immune cells")

@@ -21,6 +21,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import false_discovery_control
 
+from ._tables import note_row
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -124,10 +126,7 @@ def _resource_names(adata: ad.AnnData, resource: pd.DataFrame) -> pd.Index:
 
 
 def _note_row(columns: list[str], sample: str, note: str) -> pd.DataFrame:
-    row = dict.fromkeys(columns, np.nan)
-    row.update({c: "" for c in ("ligand", "receptor", "source", "target", "axis") if c in columns})
-    row.update(sample=sample, note=note)
-    return pd.DataFrame([row], columns=columns)
+    return note_row(columns, note, blank=("ligand", "receptor", "source", "target", "axis"), sample=sample)
 
 
 def ligand_means(x, complexes: list[str], var_names: pd.Index, groups: np.ndarray) -> np.ndarray:

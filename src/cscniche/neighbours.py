@@ -25,6 +25,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import false_discovery_control
 
+from ._tables import note_row
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -85,9 +87,7 @@ def spatial_adjacency(coords: np.ndarray, *, k: int = 10, radius: float | None =
 
 
 def _empty(sample: str, neighbourhood: str, note: str) -> pd.DataFrame:
-    row = dict.fromkeys(COLUMNS, np.nan)
-    row.update(sample=sample, neighbourhood=neighbourhood, note=note, group="", immune_type="")
-    return pd.DataFrame([row], columns=COLUMNS)
+    return note_row(COLUMNS, note, blank=("group", "immune_type"), sample=sample, neighbourhood=neighbourhood)
 
 
 def _permuted_counts(
@@ -237,9 +237,8 @@ def squidpy_enrichment(
     cols = sorted(set(group[(compartment == "immune") & ~np.isin(group, MALIGNANT_GROUPS)]))
     note = "no immune cells" if not cols else ("no CSC" if "CSC" not in rows else "")
     if note:
-        row = dict.fromkeys(SQUIDPY_COLUMNS, np.nan)
-        row.update(sample=sample, neighbourhood=neighbourhood, group="", neighbour_group="", note=note)
-        return pd.DataFrame([row], columns=SQUIDPY_COLUMNS)
+        blank = ("group", "neighbour_group")
+        return note_row(SQUIDPY_COLUMNS, note, blank=blank, sample=sample, neighbourhood=neighbourhood)
     a = ad.AnnData(obs=pd.DataFrame({"group": pd.Categorical(group)}, index=[str(i) for i in range(len(group))]))
     a.obsp["nb_connectivities"] = sparse.csr_matrix(adj, dtype=np.float64)
     res = sq.gr.nhood_enrichment(
@@ -309,17 +308,17 @@ def shared_knn(
     """
     import scanpy as sc
 
+    from .preprocess import mark_variable_genes, pca_size
+
     joint = ad.concat(adatas, join="inner", label=batch_key, keys=[str(a.obs[batch_key].iloc[0]) for a in adatas])
     joint.obs_names_make_unique()
     n_batches = joint.obs[batch_key].nunique()
-    n_hvg = min(n_top_genes, joint.n_vars)
-    if n_hvg < joint.n_vars:
-        sc.pp.highly_variable_genes(joint, n_top_genes=n_hvg, batch_key=batch_key if n_batches > 1 else None)
+    if mark_variable_genes(joint, n_top_genes, batch_key=batch_key if n_batches > 1 else None) < joint.n_vars:
         joint = joint[:, joint.var["highly_variable"].to_numpy()].copy()
     joint.X = joint.X.toarray() if sparse.issparse(joint.X) else np.asarray(joint.X, dtype=np.float64)
     if n_batches > 1:
         sc.pp.combat(joint, key=batch_key)
-    n_comps = int(min(n_pcs, joint.n_vars - 1, joint.n_obs - 1))
+    n_comps = pca_size(n_pcs, n_obs=joint.n_obs, n_genes=joint.n_vars, minimum=1)
     sc.pp.pca(joint, n_comps=n_comps, random_state=seed)
     sc.pp.neighbors(joint, n_neighbors=n_neighbors, use_rep="X_pca", random_state=seed)
     return joint

@@ -84,6 +84,24 @@ def normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> None:
     sc.pp.log1p(adata)
 
 
+def mark_variable_genes(adata: ad.AnnData, n_top_genes: int, *, batch_key: str | None = None) -> int:
+    """``var['highly_variable']``: the ``n_top_genes`` most variable genes, or every gene when there are no more.
+
+    :func:`scanpy.pp.highly_variable_genes` (seurat flavour; per batch with ``batch_key``). Returns how many.
+    """
+    n_top = min(n_top_genes, adata.n_vars)
+    if n_top < adata.n_vars:
+        sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat", batch_key=batch_key)
+    else:
+        adata.var["highly_variable"] = True
+    return int(adata.var["highly_variable"].sum())
+
+
+def pca_size(n_pcs: int, *, n_obs: int, n_genes: int, minimum: int = 2) -> int:
+    """Principal components that fit the data: ``n_pcs``, fewer than the cells and the genes, at least ``minimum``."""
+    return int(max(minimum, min(n_pcs, n_obs - 1, n_genes - 1)))
+
+
 def embed_and_cluster(
     adata: ad.AnnData,
     *,
@@ -99,12 +117,8 @@ def embed_and_cluster(
     Writes ``obsm['X_pca']``, ``obsp['connectivities']``/``['distances']``, ``obs['leiden']``
     and ``obsm['X_umap']``. Fewer genes or cells than asked for shrink ``n_top_genes`` and ``n_pcs``.
     """
-    n_top = min(n_top_genes, adata.n_vars)
-    if n_top < adata.n_vars:
-        sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat")
-    else:
-        adata.var["highly_variable"] = True
-    n_comps = int(max(2, min(n_pcs, adata.n_obs - 1, int(adata.var["highly_variable"].sum()) - 1)))
+    n_hvg = mark_variable_genes(adata, n_top_genes)
+    n_comps = pca_size(n_pcs, n_obs=adata.n_obs, n_genes=n_hvg)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
     sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), n_pcs=n_comps, random_state=seed)
     sc.tl.leiden(adata, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from . import annotate as _ann
 from . import checkpoints as _cp
@@ -192,22 +193,11 @@ def score(
     return coverage
 
 
-def neighbours(
-    adata: ad.AnnData,
-    *,
-    sample: str,
-    n_permutations: int = 10000,
-    spatial_k: int = 10,
-    spatial_radius: float | None = None,
-    spatial_x: str | None = None,
-    spatial_y: str | None = None,
-    seed: int = 0,
-    **_ignored,
-) -> pd.DataFrame:
+def neighbours(adata: ad.AnnData, *, sample: str, n_permutations: int = 10000, seed: int = 0, **graph) -> pd.DataFrame:
     """Immune-neighbour enrichment on the kNN graph and, when the sample has coordinates, in space.
 
-    Coordinates: the ``obs`` columns ``spatial_x``/``spatial_y`` when given (sample-sheet columns
-    ``x_col``/``y_col``), else ``obsm['spatial']``. See :func:`cscniche.neighbours.neighbour_enrichment`.
+    ``graph``: the spatial-graph keywords of :func:`neighbourhood_graphs` (``spatial_k``, ``spatial_radius``,
+    ``spatial_x``, ``spatial_y``); other keywords are ignored. See :func:`cscniche.neighbours.neighbour_enrichment`.
     """
     args = dict(
         cell_type=adata.obs["cell_type"].to_numpy(),
@@ -218,19 +208,42 @@ def neighbours(
         n_permutations=n_permutations,
         seed=seed,
     )
-    tables = [_nb.neighbour_enrichment(_nb.knn_adjacency(adata.obsp["distances"]), neighbourhood="knn", **args)]
-    coords = _spatial(adata, sample, spatial_x, spatial_y)
-    if coords is not None:
-        adj = _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius)
-        tables.append(_nb.neighbour_enrichment(adj, neighbourhood="spatial", **args))
+    tables = [
+        _nb.neighbour_enrichment(adj, neighbourhood=kind, **args)
+        for adj, kind in neighbourhood_graphs(adata, sample=sample, **graph)
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
-def _spatial(adata: ad.AnnData, sample: str, x: str | None, y: str | None) -> np.ndarray | None:
+def neighbourhood_graphs(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    spatial_k: int = 10,
+    spatial_radius: float | None = None,
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    single: bool = False,
+    **_ignored,
+) -> list[tuple[sparse.csr_matrix, str]]:
+    """A sample's neighbourhood graphs as ``(adjacency, kind)``: ``knn``, then ``spatial`` when it has coordinates.
+
+    ``knn`` is the expression kNN graph (``obsp['distances']``, :func:`cscniche.neighbours.knn_adjacency`);
+    ``spatial`` links each cell to its ``spatial_k`` nearest cells, or to every cell within ``spatial_radius``
+    (:func:`cscniche.neighbours.spatial_adjacency`). Coordinates: the ``obs`` columns ``spatial_x``/``spatial_y``
+    when given (sample-sheet columns ``x_col``/``y_col``), else ``obsm['spatial']``. ``single=True`` returns
+    only one graph: the spatial one when there are coordinates, else the kNN one.
+    """
     try:
-        return _nb.spatial_coordinates(adata, x=x or None, y=y or None)
+        coords = _nb.spatial_coordinates(adata, x=spatial_x or None, y=spatial_y or None)
     except ValueError as exc:
         raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
+    graphs = []
+    if coords is None or not single:
+        graphs.append((_nb.knn_adjacency(adata.obsp["distances"]), "knn"))
+    if coords is not None:
+        graphs.append((_nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius), "spatial"))
+    return graphs
 
 
 def patient_neighbours(
@@ -269,23 +282,13 @@ def patient_neighbours(
 
 
 def nhood_enrichment(
-    adata: ad.AnnData,
-    *,
-    sample: str,
-    n_permutations: int = 1000,
-    spatial_k: int = 10,
-    spatial_radius: float | None = None,
-    spatial_x: str | None = None,
-    spatial_y: str | None = None,
-    seed: int = 0,
-    **_ignored,
+    adata: ad.AnnData, *, sample: str, n_permutations: int = 1000, seed: int = 0, **graph
 ) -> pd.DataFrame:
-    """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph."""
-    coords = _spatial(adata, sample, spatial_x, spatial_y)
-    if coords is not None:
-        adj, kind = _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius), "spatial"
-    else:
-        adj, kind = _nb.knn_adjacency(adata.obsp["distances"]), "knn"
+    """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph.
+
+    ``graph``: the spatial-graph keywords of :func:`neighbourhood_graphs`; other keywords are ignored.
+    """
+    [(adj, kind)] = neighbourhood_graphs(adata, sample=sample, single=True, **graph)
     return _nb.squidpy_enrichment(
         adj,
         adata.obs["group"].to_numpy(),
@@ -310,57 +313,33 @@ def checkpoint_pseudobulk(
 
 
 def niche_checkpoints(
-    adata: ad.AnnData,
-    *,
-    sample: str,
-    genes: str | Path = "config/checkpoints.tsv",
-    spatial_k: int = 10,
-    spatial_radius: float | None = None,
-    spatial_x: str | None = None,
-    spatial_y: str | None = None,
-    min_cells: int = 3,
-    **_ignored,
+    adata: ad.AnnData, *, sample: str, genes: str | Path = "config/checkpoints.tsv", min_cells: int = 3, **graph
 ) -> pd.DataFrame:
-    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph."""
+    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph.
+
+    ``graph``: the spatial-graph keywords of :func:`neighbourhood_graphs`; other keywords are ignored.
+    """
     table = _cp.read_checkpoints(genes)
     csc = adata.obs["csc"].to_numpy(dtype=bool)
-    graphs = [("knn", _nb.knn_adjacency(adata.obsp["distances"]))]
-    coords = _spatial(adata, sample, spatial_x, spatial_y)
-    if coords is not None:
-        graphs.append(("spatial", _nb.spatial_adjacency(coords, k=spatial_k, radius=spatial_radius)))
     return pd.concat(
         [
             _cp.niche_checkpoint_table(
                 adata, table, _nb.csc_niche_members(adj, csc), sample=sample, neighbourhood=kind, min_cells=min_cells
             )
-            for kind, adj in graphs
+            for adj, kind in neighbourhood_graphs(adata, sample=sample, **graph)
         ],
         ignore_index=True,
     )
 
 
 def crosstalk(
-    adata: ad.AnnData,
-    *,
-    sample: str,
-    axes: list[dict] | None = None,
-    n_permutations: int = 1000,
-    expr_prop: float = 0.1,
-    min_cells: int = 5,
-    max_p: float = 0.05,
-    seed: int = 0,
+    adata: ad.AnnData, *, sample: str, n_permutations: int = 1000, **params
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference (see :mod:`cscniche.crosstalk`)."""
-    return _ct.crosstalk(
-        adata,
-        sample=sample,
-        axes=axes,
-        n_permutations=n_permutations,
-        expr_prop=expr_prop,
-        min_cells=min_cells,
-        max_p=max_p,
-        seed=seed,
-    )
+    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference.
+
+    ``params`` (``axes``, ``expr_prop``, ``min_cells``, ``max_p``, ``seed``): see :func:`cscniche.crosstalk.crosstalk`.
+    """
+    return _ct.crosstalk(adata, sample=sample, n_permutations=n_permutations, **params)
 
 
 def cohort_statistics(

@@ -23,23 +23,16 @@ try:
 except _glue.InputError as exc:
     _glue.fail(exc)
 validate(config, schema="../../config/schemas/config.schema.yaml")
+# every file the config names (cscniche._smk.CONFIG_FILES) resolved and checked: a missing one stops here, one line
+try:
+    _glue.check_config_files(config, WORKFLOW_DIR)
+except _glue.InputError as exc:
+    _glue.fail(exc)
 
 
 def resolve(path):
-    """A config path as given when it exists (relative to the working directory), else the workflow's own copy.
-
-    So the shipped defaults (config/markers.tsv, ...) work when the pipeline runs in another directory.
-    """
-    p = Path(path)
-    if p.is_absolute() or p.exists() or not (WORKFLOW_DIR / p).exists():
-        return str(p)
-    return str(WORKFLOW_DIR / p)
-
-
-config["annotation"]["markers"] = resolve(config["annotation"]["markers"])
-config["annotation"]["compartments"] = resolve(config["annotation"]["compartments"])
-config["checkpoints"]["genes"] = resolve(config["checkpoints"]["genes"])
-config["scoring"]["gene_sets"] = [resolve(p) for p in config["scoring"]["gene_sets"]]
+    """A config path as given when it exists (relative to the working directory), else the workflow's own copy."""
+    return _glue.resolve_path(path, WORKFLOW_DIR)
 
 
 def _read_sample_sheet(path):

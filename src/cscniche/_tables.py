@@ -1,0 +1,20 @@
+"""Small helpers shared by the modules that write the per-sample result tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+
+def note_row(columns: list[str], note: str, *, blank: Iterable[str] = (), **values) -> pd.DataFrame:
+    """A one-row table that says why a sample has no results (e.g. ``note='no immune cells'``).
+
+    Every column is NaN except ``note``, the ``blank`` (text) columns, which are ``''``, and the ``values``
+    given (``sample=...``, ``neighbourhood=...``). Names in ``blank`` that are not columns are ignored.
+    """
+    row = dict.fromkeys(columns, np.nan)
+    row.update(dict.fromkeys(blank, ""))
+    row.update(values, note=note)
+    return pd.DataFrame([row], columns=columns)
