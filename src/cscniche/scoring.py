@@ -320,9 +320,10 @@ def calibrate_stemness(
             offsets, T = None, None
             model = pearson_model(adata, theta=pearson_theta)
             counts, rows = adata.layers["counts"], np.flatnonzero(mal)
+            excess = _pr.nonzero_excess(counts, model, rows)
 
             def means(cols):
-                return _pr.set_means(counts, cols, model, rows=rows)
+                return _pr.set_means(counts, cols, model, rows=rows, excess=excess)
 
         else:
             raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
