@@ -5,6 +5,8 @@ rule cohort_table:
         "results/cohort/{table}",
     log:
         "logs/cohort/{table}.log",
+    benchmark:
+        "logs/cohort/{table}.benchmark.tsv"
     wildcard_constraints:
         table="|".join(re.escape(t) for t in COHORT_TABLES),
     localrule: True
@@ -27,6 +29,8 @@ rule cohort_statistics:
         **{name: f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS},
     log:
         "logs/cohort/cohort_statistics.log",
+    benchmark:
+        "logs/cohort/cohort_statistics.benchmark.tsv"
     localrule: True
     conda:
         "../../envs/core.yaml"

@@ -54,6 +54,8 @@ rule checkpoints:
         "results/{sample}/checkpoints.tsv",
     log:
         "logs/{sample}/checkpoints.log",
+    benchmark:
+        "logs/{sample}/checkpoints.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -72,6 +74,8 @@ rule checkpoint_pseudobulk:
         "results/{sample}/checkpoint_pseudobulk.tsv",
     log:
         "logs/{sample}/checkpoint_pseudobulk.log",
+    benchmark:
+        "logs/{sample}/checkpoint_pseudobulk.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -90,6 +94,8 @@ rule niche_checkpoints:
         "results/{sample}/niche_checkpoints.tsv",
     log:
         "logs/{sample}/niche_checkpoints.log",
+    benchmark:
+        "logs/{sample}/niche_checkpoints.benchmark.tsv"
     conda:
         "../../envs/niche.yaml"
     threads: 1
@@ -138,6 +144,8 @@ rule export:
         h5ad="results/{sample}/scored.h5ad",
     log:
         "logs/{sample}/export.log",
+    benchmark:
+        "logs/{sample}/export.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

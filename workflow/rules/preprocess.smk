@@ -80,6 +80,8 @@ rule annotate:
         temp("results/{sample}/intermediate/annotated.h5ad"),
     log:
         "logs/{sample}/annotate.log",
+    benchmark:
+        "logs/{sample}/annotate.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

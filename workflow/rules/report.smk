@@ -59,6 +59,8 @@ rule plot_sample:
         tissue_map_pdf="results/{sample}/figures/tissue_map.pdf",
     log:
         "logs/{sample}/plot_sample.log",
+    benchmark:
+        "logs/{sample}/plot_sample.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -83,6 +85,8 @@ rule plot_crosstalk:
         pdf="results/{sample}/figures/crosstalk.pdf",
     log:
         "logs/{sample}/plot_crosstalk.log",
+    benchmark:
+        "logs/{sample}/plot_crosstalk.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -122,6 +126,8 @@ rule plot_cohort:
         checkpoints_pdf="results/cohort/figures/checkpoints.pdf",
     log:
         "logs/cohort/plot_cohort.log",
+    benchmark:
+        "logs/cohort/plot_cohort.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -161,6 +167,8 @@ rule plot_qc:
         signature_coverage_pdf="results/cohort/figures/signature_coverage.pdf",
     log:
         "logs/cohort/plot_qc.log",
+    benchmark:
+        "logs/cohort/plot_qc.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
