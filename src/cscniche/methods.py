@@ -208,6 +208,18 @@ def _subset_ranks(c: sparse.csr_matrix, genes: np.ndarray, *, tie_key: np.ndarra
 
 
 _ROW_BLOCK = 256  # rows per parallel task of the UCell kernels (one scratch buffer each)
+
+
+def _row_block(indptr, blk):  # pragma: no cover - numba
+    """Rows ``r0:r1`` of row block ``blk`` and the most stored entries in one of them (its scratch size)."""
+    r0 = blk * _ROW_BLOCK
+    r1 = min(indptr.size - 1, r0 + _ROW_BLOCK)
+    width = 0
+    for i in range(r0, r1):
+        width = max(width, indptr[i + 1] - indptr[i])
+    return r0, r1, width
+
+
 _SCAN_MAX = 128  # UCell: a row holding at most this many set genes is scanned per gene, not sorted (faster)
 
 
@@ -222,13 +234,8 @@ def _ucell_row_gains(indptr, indices, data, gptr, gset, gw, n_sets, max_rank, sc
     """
     n = indptr.size - 1
     out = np.zeros((n, n_sets))
-    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
-    for blk in _prange(n_blocks):
-        r0 = blk * _ROW_BLOCK
-        r1 = min(n, r0 + _ROW_BLOCK)
-        width = 0
-        for i in range(r0, r1):
-            width = max(width, indptr[i + 1] - indptr[i])
+    for blk in _prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        r0, r1, width = _row_block(indptr, blk)
         buf = np.empty(width, dtype=data.dtype)
         hv = np.empty(width, dtype=data.dtype)
         hg = np.empty(width, dtype=np.int64)
@@ -275,13 +282,8 @@ def _csr_desc_ranks(indptr, data):  # pragma: no cover - numba
     (aligned with ``data``; ``inf`` for entries not ranked: zeros, NaN, +-inf)."""
     n = indptr.size - 1
     out = np.full(data.size, np.inf)
-    n_blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
-    for blk in _prange(n_blocks):
-        r0 = blk * _ROW_BLOCK
-        r1 = min(n, r0 + _ROW_BLOCK)
-        width = 0
-        for i in range(r0, r1):
-            width = max(width, indptr[i + 1] - indptr[i])
+    for blk in _prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        r0, r1, width = _row_block(indptr, blk)
         buf = np.empty(width, dtype=data.dtype)
         for i in range(r0, r1):
             m = 0
@@ -321,6 +323,7 @@ def _csr_has_duplicates(indptr, indices, n_cols):  # pragma: no cover - numba
 try:
     from numba import prange as _prange
 
+    _row_block = numba.njit(cache=True)(_row_block)
     _ucell_row_gains = numba.njit(parallel=True, cache=True)(_ucell_row_gains)
     _csr_desc_ranks = numba.njit(parallel=True, cache=True)(_csr_desc_ranks)
     _csr_has_duplicates = numba.njit(parallel=True, cache=True)(_csr_has_duplicates)
