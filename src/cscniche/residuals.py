@@ -22,7 +22,7 @@ from scipy.interpolate import CubicSpline
 
 from . import methods as _m
 
-BLOCK = 1 << 23  # residuals held at once (rows x genes): 64 MB of float64
+BLOCK = 1 << 23  # values held at once by a block of rows (rows x genes, or rows x their nonzeros)
 GRID = 1024  # cell totals at which the zero-count part is evaluated for the spline
 
 
@@ -60,19 +60,20 @@ def residuals(counts, genes: Sequence[int], model: PearsonModel, *, rows: np.nda
         rows = np.flatnonzero(rows)
     c = X[rows][:, genes]
     c = c.toarray() if sparse.issparse(c) else np.asarray(c)
-    mu = np.outer(model.lib[rows], model.p[genes])
+    return _resid(c, np.outer(model.lib[rows], model.p[genes]), model)
+
+
+def _resid(c, mu: np.ndarray, model: PearsonModel) -> np.ndarray:
+    """Clipped residual of count(s) ``c`` at expectation ``mu``; 0 where ``mu`` is 0 (no evidence either way)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (c - mu) / np.sqrt(mu + mu * mu / model.theta)
-    r[~np.isfinite(r)] = 0.0  # genes (or cells) without counts: no evidence either way
+    r[~np.isfinite(r)] = 0.0
     return np.clip(r, -model.clip, model.clip, out=r)
 
 
 def _r0(mu: np.ndarray, model: PearsonModel) -> np.ndarray:
     """Residual of a zero count at expectation ``mu`` (clipped)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = -mu / np.sqrt(mu + mu * mu / model.theta)
-    r[~np.isfinite(r)] = 0.0
-    return np.clip(r, -model.clip, model.clip, out=r)
+    return _resid(0.0, mu, model)
 
 
 @numba.njit(parallel=True, cache=False)
@@ -120,10 +121,7 @@ def nonzero_excess(counts, model: PearsonModel, rows: np.ndarray | None = None) 
     c = X[rows]
     c.sort_indices()
     mu = np.repeat(model.lib[rows], np.diff(c.indptr)) * model.p[c.indices]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip((c.data - mu) / np.sqrt(mu + mu * mu / model.theta), -model.clip, model.clip)
-    r[~np.isfinite(r)] = 0.0
-    return sparse.csr_matrix((r - _r0(mu, model), c.indices, c.indptr), shape=c.shape)
+    return sparse.csr_matrix((_resid(c.data, mu, model) - _r0(mu, model), c.indices, c.indptr), shape=c.shape)
 
 
 def set_means(

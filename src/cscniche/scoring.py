@@ -305,19 +305,16 @@ def calibrate_stemness(
         prefix = METHODS[method]
         observed = adata.obs.loc[mal, [f"{prefix}_{k}" for k in stemness_sets]].to_numpy(dtype=np.float64)
         bins = _m.expression_bins(_m.gene_means(adata.X), n_bins)
-        X = adata.X[mal]
+        offsets = T = means = None
         if method == "mean":
             ctrl = adata.uns.get("cscniche", {}).get("control_genes")
             if ctrl is None:
                 raise ValueError("p-values of the mean-based index need the control genes of the fast engine")
-            cidx = [adata.var_names.get_indexer(ctrl[k]) for k in stemness_sets]
-            offsets = _m.set_means(X, cidx)
-            T = X
+            T = adata.X[mal]
+            offsets = _m.set_means(T, [adata.var_names.get_indexer(ctrl[k]) for k in stemness_sets])
         elif method == "ucell":
-            offsets = None
-            T = _m.ucell_transform(X, max_rank=min(ucell_max_rank, adata.n_vars))
+            T = _m.ucell_transform(adata.X[mal], max_rank=min(ucell_max_rank, adata.n_vars))
         elif method == "pearson":
-            offsets, T = None, None
             model = pearson_model(adata, theta=pearson_theta)
             counts, rows = adata.layers["counts"], np.flatnonzero(mal)
             excess = _pr.nonzero_excess(counts, model, rows)
@@ -328,8 +325,7 @@ def calibrate_stemness(
         else:
             raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
         p[mal] = _m.random_set_pvalues(
-            T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed,
-            means=means if method == "pearson" else None,
+            T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed, means=means,
             weights=index_weights(adata.var_names, gene_sets, stemness_sets, weighting),
         )  # fmt: skip
         q[mal] = _m.bh_fdr(p[mal])
