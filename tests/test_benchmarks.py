@@ -6,7 +6,9 @@ import importlib.util
 import sys
 
 import anndata as ad
+import h5py
 import numpy as np
+import pandas as pd
 from conftest import ROOT, shared_file
 from scipy import sparse
 
@@ -22,7 +24,7 @@ def _module(name):
 def test_resample_thins_real_counts_and_keeps_labels(tmp_path):
     bp = _module("bench_pipeline")
     src = shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
-    bp.resample(src, tmp_path / "r.h5ad", 3000, seed=1)
+    bp.resample(src, tmp_path / "r.h5ad", 3000, seed=1, pool=1)
     a, r = ad.read_h5ad(src), ad.read_h5ad(tmp_path / "r.h5ad")
     assert r.shape == (3000, a.n_vars) and r.obs_names.is_unique
     X = sparse.csr_matrix(r.X)
@@ -35,6 +37,43 @@ def test_resample_thins_real_counts_and_keeps_labels(tmp_path):
     lib = np.asarray(X.sum(axis=1)).ravel()
     assert (lib <= src_lib).all() and 0.6 < np.median(lib / src_lib) < 1.0  # thinned by U(0.6, 1)
     assert (X != sparse.csr_matrix(a.X)[pos]).nnz > 0  # copies differ from their source
+
+
+def test_resample_pools_cells_of_one_type_streamed_and_deterministic(tmp_path):
+    bp = _module("bench_pipeline")
+    src = shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
+    a = ad.read_h5ad(src)
+    src_type = a.obs["celltype_major"].astype(str)
+    src_lib = pd.Series(np.asarray(a.X.sum(axis=1)).ravel(), index=a.obs_names)
+    runs = {}
+    for name, kw in {"big": {"block_cells": 1000}, "small": {"block_cells": 64}, "again": {"block_cells": 1000},
+                     "unpooled": {"block_cells": 1000, "pool": 1}}.items():  # fmt: skip
+        kw.setdefault("pool", 3)
+        stats = bp.resample(src, tmp_path / f"{name}.h5ad", 300, seed=4, **kw)
+        runs[name] = (ad.read_h5ad(tmp_path / f"{name}.h5ad"), stats)
+    r, stats = runs["big"]
+    X = sparse.csr_matrix(r.X)
+    assert r.shape == (300, a.n_vars) and r.obs_names.is_unique
+    assert X.dtype == np.float32 and np.array_equal(X.data, np.round(X.data)) and X.data.min() >= 1
+    with h5py.File(tmp_path / "big.h5ad") as f:  # past 2**31 stored values an int32 indptr cannot be appended to
+        assert f["X/indptr"].dtype == np.int64
+        assert all(f[f"X/{k}"].chunks[0] >= 2**16 for k in ("data", "indices", "indptr"))  # not millions of chunks
+    pooled = r.obs["pooled_from"].str.split(";")
+    assert (pooled.str.len() == 3).all()
+    for cell_type, barcodes in zip(r.obs["celltype_major"].astype(str), pooled, strict=True):
+        assert (src_type[barcodes] == cell_type).all()
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    pool_lib = np.array([src_lib[b].sum() for b in pooled])
+    assert (lib <= pool_lib).all() and 0.6 < np.median(lib / pool_lib) < 1.0  # thinned sums
+    genes = np.diff(X.indptr)
+    assert np.array_equal(r.obs["nFeature_RNA"], genes) and np.array_equal(r.obs["nCount_RNA"], lib)
+    assert stats == {"median_genes": np.median(genes), "median_counts": np.median(lib), "nnz": X.nnz}
+    for other in ("small", "again"):  # block size does not matter; a second run gives the same file content
+        o = runs[other][0]
+        assert (sparse.csr_matrix(o.X) != X).nnz == 0
+        pd.testing.assert_frame_equal(o.obs, r.obs)
+    u = sparse.csr_matrix(runs["unpooled"][0].X)
+    assert np.median(genes) > 1.5 * np.median(np.diff(u.indptr))
 
 
 def test_per_step_reads_snakemake_benchmark_files(tmp_path):
