@@ -77,3 +77,16 @@ def test_an_error_leaves_no_partial_output(tmp_path):
         w.append(a.X[:3, :5])
     w.abort()
     assert not out.exists()
+
+
+def test_written_x_has_a_64_bit_indptr_and_large_chunks(tmp_path):
+    import h5py
+
+    a = _counts()
+    out = tmp_path / "b.h5ad"
+    with ondisk.H5adWriter(out, var=a.var) as w:
+        w.append(a.X)
+        w.set_obs(a.obs)
+    with h5py.File(out) as f:
+        assert f["X/indptr"].dtype == np.int64
+        assert f["X/data"].chunks[0] >= 1 << 16 and f["X/indices"].chunks[0] >= 1 << 16

@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from . import ondisk
 from ._errors import InputError
 from .formats import COMMON_GENES, join_obs, read_mtx_dir, read_text_matrix, subset_cells
 from .genes import harmonise, is_mouse, read_gene_map
@@ -244,6 +246,25 @@ def load_sample(
     the second ``X`` becomes ``X-1``), logged and recorded in ``uns['cscniche']['load']``; no
     column is dropped or summed, and a signature uses the first copy.
     """
+    path, fmt, fetched_dir = _resolve(path, sample=sample, fmt=fmt, member=member)
+    try:
+        raw = _read(path, fmt)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
+        raise _unreadable(exc, fmt, sample, path) from None
+    raw = _select_cells(raw, sample=sample, path=path, fetched_dir=fetched_dir, obs_table=obs_table,
+                        obs_index=obs_index, subset=subset, cell_type_key=cell_type_key)  # fmt: skip
+    try:
+        where, adata = find_counts(raw)
+    except ValueError as exc:
+        raise InputError(str(exc), sample=sample, path=str(path)) from None
+    return _finish(adata, sample=sample, path=path, fmt=fmt, where=where, spatial_key=spatial_key,
+                   gene_map=gene_map, known_genes=known_genes)  # fmt: skip
+
+
+def _resolve(path: str | Path, *, sample: str, fmt: str | None, member: str | None) -> tuple[Path, str, Path | None]:
+    """The file to read (a fetched sample's manifest resolved), its format and the fetched folder (or None)."""
     path = Path(path)
     fetched_dir = None
     if path.name == MANIFEST and path.is_file():
@@ -256,17 +277,30 @@ def load_sample(
     fmt = fmt or guess_format(path)
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}", sample=sample, path=str(path))
-    try:
-        raw = _read(path, fmt)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"could not be read as {fmt} ({type(exc).__name__}: {first}); check that the file is complete and of that format",
-            sample=sample,
-            path=str(path),
-        ) from None
+    return path, fmt, fetched_dir
+
+
+def _unreadable(exc: Exception, fmt: str, sample: str, path: Path) -> InputError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(
+        f"could not be read as {fmt} ({type(exc).__name__}: {first}); check that the file is complete and of that format",
+        sample=sample,
+        path=str(path),
+    )
+
+
+def _select_cells(
+    raw: ad.AnnData,
+    *,
+    sample: str,
+    path: Path,
+    fetched_dir: Path | None,
+    obs_table: str | Path | None,
+    obs_index: str | None,
+    subset: str | None,
+    cell_type_key: str | None,
+) -> ad.AnnData:
+    """Join the metadata table, keep the ``subset`` cells and check ``cell_type_key`` (``X`` may be absent)."""
     if raw.n_obs == 0 or raw.n_vars == 0:
         raise InputError(
             f"has {raw.n_obs} cells and {raw.n_vars} genes; nothing to analyse", sample=sample, path=str(path)
@@ -292,8 +326,25 @@ def load_sample(
             sample=sample,
             path=str(path),
         )
+    return raw
+
+
+def _finish(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    path: Path,
+    fmt: str,
+    where: str,
+    spatial_key: str | None,
+    gene_map: str | Path | None,
+    known_genes: set[str] | None,
+) -> ad.AnnData:
+    """Gene symbols, species check, coordinates, unique names and provenance, in place on the counts' AnnData.
+
+    Works on metadata alone: ``X`` may be absent (the streaming loader writes the counts afterwards).
+    """
     try:
-        where, adata = find_counts(raw)
         check_species(adata.var_names)
         gmap = read_gene_map(gene_map) if gene_map else None
         try:
@@ -327,7 +378,8 @@ def load_sample(
         adata.obs_names_make_unique()
     if coords is not None:
         adata.obsm["spatial"] = coords
-    adata.layers["counts"] = adata.X.copy()
+    if adata.X is not None:
+        adata.layers["counts"] = adata.X.copy()
     adata.obs["sample"] = sample
     adata.uns["cscniche"] = {
         "load": {
@@ -345,3 +397,97 @@ def load_sample(
         log.info("sample %s: gene identifiers harmonised: %s", sample, mapping.as_dict())
     log.info("sample %s: %d cells x %d genes, counts from %s", sample, adata.n_obs, adata.n_vars, where)
     return adata
+
+
+#: where an ``.h5ad`` may keep raw counts, in the order :func:`find_counts` tries them: (matrix, its genes)
+_H5AD_COUNTS = (("layers/counts", "layers['counts']", "var"), ("raw/X", "raw.X", "raw/var"), ("X", "X", "var"))
+
+
+def _h5ad_counts(path: Path) -> tuple[str, str, str] | None:
+    """The first ``.h5ad`` matrix holding raw counts, judged on its first block, as (key, name, var key).
+
+    ``None`` when a candidate is stored in a way the row-block reader does not take (CSC): load it in memory.
+    Raises ValueError, as :func:`find_counts`, when none holds counts.
+    """
+    reasons = []
+    with h5py.File(path, "r") as f:
+        present = [c for c in _H5AD_COUNTS if c[0] in f]
+        if "X" not in f and not present or "obs" not in f:
+            raise KeyError("no 'X'/'obs' elements: not an AnnData file")
+        for key, *_ in present:
+            node = f[key]
+            if isinstance(node, h5py.Group) and node.attrs.get("encoding-type", "") != "csr_matrix":
+                return None
+    for key, name, var_key in present:
+        _, block = next(ondisk.iter_rows(path, key=key))
+        why = diagnose_counts(block)
+        if why is None:
+            return key, name, var_key
+        reasons.append(f"{name}: {why}")
+    raise ValueError("no raw counts found (" + "; ".join(reasons) + "); give the unnormalised integer count matrix")
+
+
+def write_sample(path: str | Path, out: str | Path, *, sample: str, **options) -> None:
+    """:func:`load_sample` written to ``out`` as an ``.h5ad`` whose ``X`` holds the raw counts (no layers).
+
+    ``options``: the keywords of :func:`load_sample`. An ``.h5ad`` input is streamed in blocks of rows
+    (:mod:`cscniche.ondisk`): its metadata go through the same checks as in :func:`load_sample`, the counts are
+    checked block by block and never held whole, so the peak memory does not grow with the number of cells.
+    Other formats are loaded in memory. On error nothing is left at ``out``.
+    """
+    member, fmt = options.get("member"), options.get("fmt")
+    src, fmt, fetched_dir = _resolve(path, sample=sample, fmt=fmt, member=member)
+    found = None
+    if fmt == "h5ad":
+        try:
+            found = _h5ad_counts(src)
+        except ValueError as exc:
+            raise InputError(str(exc), sample=sample, path=str(src)) from None
+        except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
+            raise _unreadable(exc, fmt, sample, src) from None
+    if found is None:
+        adata = load_sample(path, sample=sample, **options)
+        del adata.layers["counts"]
+        adata.write_h5ad(out)
+        return
+    key, where, var_key = found
+    try:
+        meta = ad.AnnData(
+            obs=ondisk.read_elem(src, "obs"),
+            var=ondisk.read_elem(src, var_key),
+            obsm=_read_optional(src, "obsm"),
+            uns=_read_optional(src, "uns"),
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _unreadable(exc, fmt, sample, src) from None
+    meta.obs["_cscniche_row"] = np.arange(meta.n_obs)
+    meta = _select_cells(meta, sample=sample, path=src, fetched_dir=fetched_dir, obs_table=options.get("obs_table"),
+                         obs_index=options.get("obs_index"), subset=options.get("subset"),
+                         cell_type_key=options.get("cell_type_key"))  # fmt: skip
+    rows = meta.obs.pop("_cscniche_row").to_numpy(dtype=np.int64)
+    meta = _finish(meta, sample=sample, path=src, fmt=fmt, where=where, spatial_key=options.get("spatial_key"),
+                   gene_map=options.get("gene_map"), known_genes=options.get("known_genes"))  # fmt: skip
+    order = np.argsort(rows, kind="stable")
+    with ondisk.H5adWriter(out, var=meta.var, uns=meta.uns) as w:
+        for start, block in ondisk.iter_rows(src, key=key):
+            lo, hi = np.searchsorted(rows[order], [start, start + block.shape[0]])
+            if hi == lo:
+                continue
+            block = block[rows[order[lo:hi]] - start]
+            why = diagnose_counts(block) if block.nnz else None
+            if why is not None:
+                raise InputError(
+                    f"{where} holds raw counts in its first cells but not in cells {start}-{start + block.shape[0]} "
+                    f"({why}); give the unnormalised integer count matrix",
+                    sample=sample,
+                    path=str(src),
+                )
+            w.append(block)
+        obs = meta.obs.iloc[order]
+        w.set_obs(obs, obsm={k: np.asarray(v)[order] for k, v in meta.obsm.items()})
+    log.info("sample %s: %d cells x %d genes streamed to %s", sample, meta.n_obs, meta.n_vars, out)
+
+
+def _read_optional(path: Path, key: str) -> dict:
+    with h5py.File(path, "r") as f:
+        return ad.io.read_elem(f[key]) if key in f else {}

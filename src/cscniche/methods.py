@@ -620,15 +620,21 @@ def matched_random_sets(
     return out
 
 
-def _zcols(m: np.ndarray) -> np.ndarray:
-    """Robust z-scores of each column (axis 0): (x - median) / (1.4826 MAD), the SD when the MAD is 0.
-
-    Robust, so that a stem-like minority does not inflate the scale that the other cells are measured in.
-    """
+def _zfit(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale of each column (axis 0) for :func:`_zcols`: median and 1.4826 MAD (the SD when the MAD is 0)."""
     med = np.median(m, axis=0)
     scale = 1.4826 * np.median(np.abs(m - med), axis=0)
     sd = m.std(axis=0)
-    scale = np.where(scale > 0, scale, np.where(sd > 0, sd, 1.0))
+    return med, np.where(scale > 0, scale, np.where(sd > 0, sd, 1.0))
+
+
+def _zcols(m: np.ndarray, fitted: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Robust z-scores of each column (axis 0): (x - median) / (1.4826 MAD), the SD when the MAD is 0.
+
+    Robust, so that a stem-like minority does not inflate the scale that the other cells are measured in.
+    ``fitted`` (centre, scale from :func:`_zfit` on other cells) measures these cells in those cells' scale.
+    """
+    med, scale = _zfit(m) if fitted is None else fitted
     return (m - med) / scale
 
 
@@ -644,7 +650,9 @@ def random_set_pvalues(
     block: int = 50,
     means=None,
     weights: np.ndarray | None = None,
-) -> np.ndarray:
+    null: dict | None = None,
+    return_null: bool = False,
+):
     """Empirical p-value per cell of a combined signature index against expression-matched random gene sets.
 
     ``T`` (cells x genes, the cells to test, e.g. the malignant ones) is the kernel's linear form: the
@@ -659,11 +667,29 @@ def random_set_pvalues(
     ``means`` (a function of a list of gene-index sets returning cells x sets) replaces the set means of ``T``
     for kernels that are not linear in a matrix (``T`` is then ignored), e.g. mean Pearson residuals.
     ``weights`` (one per set, default equal) make the index a weighted mean of the per-set z-scores.
+
+    ``return_null=True`` also returns the medians and scales of every standardisation (a dict); given back as
+    ``null`` with the same sets, bins, ``n_random`` and ``seed``, they score other cells against these cells'
+    scale (the same random sets are drawn), so cells of a large sample can be tested block by block and get the
+    p-values they would have as members of the cells the null was fitted on.
     """
     rng = np.random.default_rng(seed)
     n, k = observed.shape
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    obs = _zcols((_zcols(np.asarray(observed, dtype=np.float64)) @ w)[:, None])[:, 0]
+    fit = null is None
+    if fit:
+        null = {"set": [], "index": []}
+
+    def z2(m: np.ndarray, i: int) -> np.ndarray:
+        """Per-set then combined robust z-scores; ``i`` numbers the standardisation (0 observed, 1+ draws)."""
+        if fit:
+            null["set"].append(_zfit(m))
+        first = _zcols(m, null["set"][i]) @ w
+        if fit:
+            null["index"].append(_zfit(first[:, None]))
+        return _zcols(first[:, None], null["index"][i])[:, 0]
+
+    obs = z2(np.asarray(observed, dtype=np.float64), 0)
     exclude = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]))
     draws = [matched_random_sets(bins, s, n_random, rng, exclude=exclude) for s in sets]
     if means is None:
@@ -679,6 +705,7 @@ def random_set_pvalues(
         m = means(cols).reshape(n, b1 - b0, k)
         if offsets is not None:
             m = m - np.asarray(offsets)[:, None, :]
-        idx = _zcols(_zcols(m) @ w)
-        exceed += (idx >= obs[:, None] - 1e-12).sum(axis=1)
-    return (1.0 + exceed) / (1.0 + n_random)
+        for b in range(b1 - b0):
+            exceed += z2(m[:, b, :], 1 + b0 + b) >= obs - 1e-12
+    p = (1.0 + exceed) / (1.0 + n_random)
+    return (p, null) if return_null else p

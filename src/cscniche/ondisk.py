@@ -22,6 +22,8 @@ from scipy import sparse
 
 #: rows per block: ~40 M stored values at 2,000 genes per cell, ~0.3 GB per block of float32 + int32
 CHUNK_ROWS = 20_000
+#: HDF5 chunk of the written X's data, indices and indptr (values)
+CHUNK_VALUES = 1 << 18
 
 
 def _matrix(f: h5py.File, key: str):
@@ -48,12 +50,13 @@ def read_elem(path: str | Path, key: str):
 
 
 def iter_rows(
-    path: str | Path, *, chunk_rows: int = CHUNK_ROWS, key: str = "X"
+    path: str | Path, *, chunk_rows: int | None = None, key: str = "X"
 ) -> Iterator[tuple[int, sparse.csr_matrix]]:
     """Blocks of rows of the matrix ``key`` as ``(first_row, CSR float32 block)``, in order.
 
-    A dense matrix is read block by block too and returned sparse.
+    A dense matrix is read block by block too and returned sparse. ``chunk_rows`` defaults to :data:`CHUNK_ROWS`.
     """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     with h5py.File(path, "r") as f:
         m = _matrix(f, key)
         n = int(m.shape[0])
@@ -64,7 +67,9 @@ def iter_rows(
             yield start, block
 
 
-def read_rows(path: str | Path, rows: np.ndarray, *, chunk_rows: int = CHUNK_ROWS, key: str = "X") -> sparse.csr_matrix:
+def read_rows(
+    path: str | Path, rows: np.ndarray, *, chunk_rows: int | None = None, key: str = "X"
+) -> sparse.csr_matrix:
     """The rows ``rows`` (increasing positions) of the matrix ``key``, read in one pass of blocks."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size and np.any(np.diff(rows) <= 0):
@@ -83,9 +88,10 @@ def read_rows(path: str | Path, rows: np.ndarray, *, chunk_rows: int = CHUNK_ROW
 class H5adWriter:
     """Write an ``.h5ad`` file whose ``X`` arrives in blocks of rows.
 
-    ``var`` (and ``uns``) are known up front; ``obs`` and ``obsm`` are given at :meth:`close`, when every row is
-    written, so a step may decide which cells to keep as it reads them. The file is written under a temporary
-    name and renamed when complete: an error (or a ``with`` block left by an exception) leaves no partial output.
+    The genes (``var``) are fixed up front (their annotations may be replaced with :meth:`set_var`); ``obs`` and
+    ``obsm`` are given when every row is written (:meth:`set_obs`), so a step may decide which cells to keep as
+    it reads them. The file is written under a temporary name and renamed when complete: an error (or a ``with``
+    block left by an exception) leaves no partial output.
 
         with H5adWriter(out, var=var) as w:
             for start, block in iter_rows(src):
@@ -102,9 +108,12 @@ class H5adWriter:
         self._obs = None
         self._obsm: dict = {}
         self._file = h5py.File(self.partial, "w")
-        ad.io.write_elem(self._file, "X", sparse.csr_matrix((0, self.n_vars), dtype=np.float32))
+        # a 64-bit indptr (a million deep cells hold more than 2**31 values) and large chunks: h5py would size
+        # the chunks of the empty, growable datasets at 1 and 1,024 values, so millions of them, slow to read
+        empty = sparse.csr_matrix((0, self.n_vars), dtype=np.float32)
+        ad.io.write_elem(self._file, "X", empty, dataset_kwargs={"indptr_dtype": np.int64, "chunks": (CHUNK_VALUES,)})
         self._x = ad.io.sparse_dataset(self._file["X"])
-        ad.io.write_elem(self._file, "var", var)
+        self._var = var
         ad.io.write_elem(self._file, "uns", dict(uns or {}))
 
     def append(self, block: sparse.spmatrix) -> None:
@@ -115,6 +124,12 @@ class H5adWriter:
         if block.shape[0]:
             self._x.append(block)
             self.n_obs += block.shape[0]
+
+    def set_var(self, var: pd.DataFrame) -> None:
+        """Replace the genes' annotations (same genes, in order), e.g. with statistics gathered while writing."""
+        if len(var) != self.n_vars:
+            raise ValueError(f"var has {len(var)} rows, the file has {self.n_vars} genes")
+        self._var = var
 
     def set_obs(self, obs: pd.DataFrame, obsm: dict | None = None) -> None:
         """The cells' annotations (one row per written row, in order) and per-cell arrays."""
@@ -127,7 +142,10 @@ class H5adWriter:
         if self._obs is None:
             raise ValueError("set_obs() was not called: the file would have no cell annotations")
         f = self._file
-        ad.io.write_elem(f, "obs", self._obs)
+        meta = ad.AnnData(obs=self._obs, var=self._var)
+        meta.strings_to_categoricals()  # as anndata's own writer does
+        ad.io.write_elem(f, "obs", meta.obs)
+        ad.io.write_elem(f, "var", meta.var)
         ad.io.write_elem(f, "obsm", {k: np.asarray(v) for k, v in self._obsm.items()})
         for key in ("layers", "obsp", "varm", "varp"):
             ad.io.write_elem(f, key, {})
@@ -151,3 +169,26 @@ class H5adWriter:
             self.close()
         else:
             self.abort()
+
+
+def read_h5ad(path: str | Path, rows: np.ndarray | None = None) -> ad.AnnData:
+    """An ``.h5ad`` file in memory (``X``, ``obs``, ``var``, ``obsm``, ``uns``), or only the cells ``rows``.
+
+    ``rows``: increasing positions; their ``X`` rows are read in one pass of blocks (:func:`read_rows`), so only
+    those rows are ever held. ``layers``, ``obsp`` and ``raw`` are not read.
+    """
+    with h5py.File(path, "r") as f:
+        obs = ad.io.read_elem(f["obs"])
+        var = ad.io.read_elem(f["var"])
+        uns = ad.io.read_elem(f["uns"]) if "uns" in f else {}
+        obsm = ad.io.read_elem(f["obsm"]) if "obsm" in f else {}
+    if rows is None:
+        return ad.read_h5ad(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    return ad.AnnData(
+        read_rows(path, rows),
+        obs=obs.iloc[rows],
+        var=var,
+        obsm={k: np.asarray(v)[rows] for k, v in obsm.items()},
+        uns=uns,
+    )

@@ -42,6 +42,29 @@ def qc(adata: ad.AnnData, *, sample: str, target_sum: float = 1e4, **thresholds)
     return adata, table
 
 
+def qc_file(src: str | Path, dst: str | Path, *, sample: str, target_sum: float = 1e4, **thresholds) -> pd.DataFrame:
+    """QC-filter the raw counts of ``src`` into ``dst``, streamed (:func:`cscniche.preprocess.qc_filter_file`).
+
+    ``dst`` keeps raw counts only; the embedding step normalises (``target_sum``: see :func:`embed_sample`).
+    """
+    return _pp.qc_filter_file(src, dst, sample=sample, **thresholds)
+
+
+def embed_sample(
+    path: str | Path,
+    *,
+    sample: str,
+    target_sum: float = 1e4,
+    max_cells: int | None = None,
+    seed: int = 0,
+    **params,
+) -> ad.AnnData:
+    """Read the QC-passed counts (a uniform sketch of ``max_cells`` when there are more), normalise and :func:`embed`."""
+    adata = _pp.read_for_analysis(path, sample=sample, max_cells=max_cells, target_sum=target_sum, seed=seed)
+    embed(adata, seed=seed, **params)
+    return adata
+
+
 def embed(adata: ad.AnnData, *, seed: int = 0, **params) -> None:
     """PCA, kNN graph, Leiden clusters and UMAP in place (see :func:`cscniche.preprocess.embed_and_cluster`)."""
     _pp.embed_and_cluster(adata, seed=seed, **params)
@@ -128,16 +151,7 @@ def score(
 
     Returns signature coverage; ``uns['cscniche']`` also gets ``stemness_summary`` and ``pseudobulk_scores``.
     """
-    sets: dict[str, list[str]] = {}
-    for path in gene_sets or ["config/genesets/csc_signatures.gmt"]:
-        for name, genes in _sc.read_gmt(path).items():
-            if name in sets:
-                raise InputError(f"gene set '{name}' is defined in more than one GMT file", path=str(path))
-            sets[name] = genes
-    stemness_sets = list(stemness_sets or sets)
-    unknown = [s for s in stemness_sets if s not in sets]
-    if unknown:
-        raise InputError(f"stemness_sets {unknown} are not in the gene-set files; known: {sorted(sets)}")
+    sets, stemness_sets = _gene_sets(gene_sets, stemness_sets)
     methods = list(dict.fromkeys([*methods, stemness_method]))
     if rule == "fdr" and stemness_method == "mean" and mean_engine != "fast":
         raise InputError("csc.rule 'fdr' with stemness_method 'mean' needs scoring.mean_engine 'fast'")
@@ -191,6 +205,63 @@ def score(
     info["pseudobulk_scores"] = _sc.pseudobulk_scores(adata, sets, sample=sample, methods=pseudobulk_methods, seed=seed)
     log.info("sample %s: %d CSC among %d malignant cells", sample, n_csc, int(adata.obs["malignant"].sum()))
     return coverage
+
+
+def _gene_sets(gene_sets, stemness_sets) -> tuple[dict[str, list[str]], list[str]]:
+    """The signatures of the GMT files (a name defined twice is an error) and the checked stemness sets."""
+    sets: dict[str, list[str]] = {}
+    for path in gene_sets or ["config/genesets/csc_signatures.gmt"]:
+        for name, genes in _sc.read_gmt(path).items():
+            if name in sets:
+                raise InputError(f"gene set '{name}' is defined in more than one GMT file", path=str(path))
+            sets[name] = genes
+    stemness_sets = list(stemness_sets or sets)
+    unknown = [s for s in stemness_sets if s not in sets]
+    if unknown:
+        raise InputError(f"stemness_sets {unknown} are not in the gene-set files; known: {sorted(sets)}")
+    return sets, stemness_sets
+
+
+def project(
+    qc_path: str | Path,
+    sketch: ad.AnnData,
+    *,
+    sample: str,
+    gene_sets: list[str | Path] | None = None,
+    stemness_sets: list[str] | None = None,
+    methods: list[str] | tuple[str, ...] = ("mean", "ucell", "aucell"),
+    stemness_method: str = "pearson",
+    index_weighting: str = "sqrt_size",
+    pearson_theta: float = 100.0,
+    ucell_max_rank: int = 1500,
+    aucell_n_up: int | None = None,
+    markers: list[str] | tuple[str, ...] = _sc.CSC_MARKERS,
+    rule: str = "fdr",
+    alpha: float = 0.1,
+    n_random_sets: int = 1000,
+    n_neighbors: int = 15,
+    target_sum: float = 1e4,
+    seed: int = 0,
+    **_ignored,
+) -> pd.DataFrame:
+    """Every QC-passed cell of ``qc_path`` labelled, scored and called with the analysed ``sketch``'s fits.
+
+    See :mod:`cscniche.project`. The keywords are those of :func:`score` (config sections scoring and csc),
+    ``n_neighbors`` (embedding) and ``target_sum`` (qc); others are ignored.
+    """
+    from . import project as _proj
+
+    sets, stemness_sets = _gene_sets(gene_sets, stemness_sets)
+    model = _proj.SketchModel(
+        sketch, sets, stemness_sets, methods=list(methods), stemness_method=stemness_method,
+        index_weighting=index_weighting, pearson_theta=pearson_theta, ucell_max_rank=ucell_max_rank,
+        aucell_n_up=aucell_n_up, n_neighbors=n_neighbors, rule=rule, n_random_sets=n_random_sets, seed=seed,
+    )  # fmt: skip
+    table = _proj.project_cells(qc_path, sketch, model, target_sum=target_sum, alpha=alpha, markers=markers)
+    table.insert(1, "sample", sample)
+    n_out = int((~table["in_sketch"]).sum())
+    log.info("sample %s: %d cells (%d outside the sketch), %d CSC", sample, len(table), n_out, int(table["csc"].sum()))
+    return table
 
 
 def neighbours(adata: ad.AnnData, *, sample: str, n_permutations: int = 10000, seed: int = 0, **graph) -> pd.DataFrame:

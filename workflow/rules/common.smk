@@ -92,6 +92,7 @@ def sample_input(wildcards):
 def all_outputs():
     per_sample = [
         "cells.tsv.gz",
+        "cells_all.tsv.gz",
         "immune_neighbours.tsv",
         "checkpoints.tsv",
         "scored.h5ad",
@@ -167,16 +168,43 @@ def input_mb(input):
     return mb
 
 
-def mem_mb(base, per_input_mb=0.0):
+def mem_mb(base, per_input_mb=0.0, *, streamed=None, sketched=False, counted=None):
     """Memory request (MB): base + per_input_mb x input size, doubled on each retry (attempt).
 
     So a job killed for exceeding its memory comes back with twice as much (retries: profiles/slurm).
+    ``streamed(input)`` true: the step reads its input in blocks of rows, so only ``base`` counts.
+    ``sketched``: the step reads at most scale.max_cells cells of its .h5ad input, so only that share counts.
+    ``counted``: only the named input counts (the others are streamed).
     """
 
     def _mem(wildcards, input, attempt):
-        return int((base + per_input_mb * input_mb(input)) * 2 ** (attempt - 1))
+        only = getattr(input, counted, None) if counted else None
+        mb = Path(only).stat().st_size / 1024**2 if only and Path(only).exists() else input_mb(input)
+        if streamed is not None and streamed(input):
+            mb = 0.0
+        elif sketched:
+            mb *= analysed_share(input[0]) if len(input) else 1.0
+        return int((base + per_input_mb * mb) * 2 ** (attempt - 1))
 
     return _mem
+
+
+def is_h5ad(input):
+    """True when the job's first input is an .h5ad file (the loader streams those)."""
+    return len(input) > 0 and str(input[0]).lower().endswith(".h5ad")
+
+
+def analysed_share(path):
+    """Share of an .h5ad's cells the analysis reads: scale.max_cells / cells, at most 1."""
+    import h5py
+
+    limit = config["scale"]["max_cells"]
+    if not limit or not Path(path).is_file():
+        return 1.0
+    with h5py.File(path, "r") as f:
+        x = f["X"]
+        n = x.attrs["shape"][0] if "shape" in x.attrs else x.shape[0]
+    return min(1.0, limit / max(int(n), 1))
 
 
 def runtime(base, per_input_mb=0.0):

@@ -11,7 +11,7 @@ rule load:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 6),
+        mem_mb=mem_mb(3000, 6, streamed=is_h5ad),
         runtime=runtime(10, 0.05),
     params:
         fmt=lambda wc: sample_row(wc)["format"],
@@ -41,7 +41,7 @@ rule qc:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 6),
+        mem_mb=mem_mb(3000),
         runtime=runtime(10, 0.05),
     params:
         qc=config["qc"],
@@ -62,10 +62,12 @@ rule embed:
         "../../envs/core.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(2000, 6),
+        mem_mb=mem_mb(2000, 6, sketched=True),
         runtime=runtime(15, 0.2),
     params:
         embedding=config["embedding"],
+        target_sum=config["qc"]["target_sum"],
+        max_cells=config["scale"]["max_cells"],
         seed=config["seed"],
     script:
         "../scripts/embed.py"

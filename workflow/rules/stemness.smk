@@ -49,3 +49,30 @@ rule score:
         seed=config["seed"],
     script:
         "../scripts/score.py"
+
+
+rule project:
+    input:
+        qc="results/{sample}/intermediate/qc.h5ad",
+        sketch="results/{sample}/scored.h5ad",
+        gene_sets=config["scoring"]["gene_sets"],
+    output:
+        "results/{sample}/cells_all.tsv.gz",
+    log:
+        "logs/{sample}/project.log",
+    benchmark:
+        "logs/{sample}/project.benchmark.tsv"
+    conda:
+        "../../envs/scoring.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(3000, 6, counted="sketch"),
+        runtime=runtime(10, 0.05),
+    params:
+        scoring=config["scoring"],
+        csc=config["csc"],
+        n_neighbors=config["embedding"]["n_neighbors"],
+        target_sum=config["qc"]["target_sum"],
+        seed=config["seed"],
+    script:
+        "../scripts/project.py"

@@ -1,4 +1,4 @@
-"""Thin adapter: load one sample's raw counts (cscniche.io.load_sample)."""
+"""Thin adapter: load one sample's raw counts to an .h5ad, streamed when it is one (cscniche.io.write_sample)."""
 
 import sys
 from pathlib import Path
@@ -9,8 +9,9 @@ from cscniche import io
 from cscniche._smk import step
 
 with step(snakemake):
-    adata = io.load_sample(
+    io.write_sample(
         snakemake.input[0],
+        snakemake.output[0],
         sample=snakemake.wildcards.sample,
         fmt=snakemake.params.fmt or None,
         cell_type_key=snakemake.params.cell_type_key or None,
@@ -22,4 +23,3 @@ with step(snakemake):
         gene_map=snakemake.params.gene_map or None,
         known_genes=set(snakemake.params.known_genes),
     )
-    adata.write_h5ad(snakemake.output[0])

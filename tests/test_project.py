@@ -1,0 +1,85 @@
+"""Projection of every QC-passed cell through the analysed sketch's fits (cscniche.project)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from sklearn.metrics import roc_auc_score
+
+from cscniche import ondisk, stages
+
+GMT = [ROOT / "config/genesets/csc_signatures.gmt"]
+SCORE = dict(gene_sets=GMT, methods=["mean", "ucell", "aucell", "pearson"], n_random_sets=200)
+
+
+def _analyse(demo_raw, tmp_path, max_cells):
+    from cscniche.io import write_sample
+
+    src = tmp_path / "demo.h5ad"
+    demo_raw.write_h5ad(src)
+    write_sample(src, tmp_path / "loaded.h5ad", sample="demo")
+    stages.qc_file(tmp_path / "loaded.h5ad", tmp_path / "qc.h5ad", sample="demo")
+    adata = stages.embed_sample(tmp_path / "qc.h5ad", sample="demo", max_cells=max_cells, umap=False)
+    stages.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
+    stages.cnv(adata, sample="demo", enabled=False)
+    stages.score(adata, sample="demo", **SCORE)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def whole(demo_raw, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("whole")
+    adata = _analyse(demo_raw, tmp, None)
+    return adata, stages.project(tmp / "qc.h5ad", adata, sample="demo", **SCORE)
+
+
+def test_without_a_sketch_projection_gives_every_cell_its_analysed_values(whole):
+    adata, table = whole
+    assert len(table) == adata.n_obs and table["in_sketch"].all()
+    assert list(table["cell_id"]) == list(adata.obs_names)
+    obs = adata.obs
+    numeric = [c for c in table.columns if c.startswith(("score_", "ucell_", "aucell_", "pearson_", "stemness"))]
+    numeric += ["csc_fdr", "n_genes", "total_counts"] + [c for c in table.columns if c.startswith("expr_")]
+    assert len(numeric) >= 29  # 4 methods x 4 sets, 5 indices, p, FDR, 2 QC columns, 4 markers
+    for c in numeric:
+        np.testing.assert_allclose(table[c].to_numpy(float), obs[c].to_numpy(float), rtol=1e-6, atol=1e-9,
+                                   equal_nan=True, err_msg=c)  # fmt: skip
+    for c in ["cell_type", "compartment", "leiden", "malignant", "csc", "group"]:
+        assert (table[c].astype(str).to_numpy() == obs[c].astype(str).to_numpy()).all(), c
+    assert table["csc"].sum() > 50
+
+
+def test_projected_pca_is_the_sketchs_own(whole, tmp_path):
+    from cscniche import project as proj
+    from cscniche.scoring import read_gmt
+
+    adata, _ = whole
+    model = proj.SketchModel(adata, read_gmt(GMT[0]), list(adata.uns["cscniche"]["stemness_sets"]),
+                             methods=["mean"], stemness_method="mean", rule="quantile")  # fmt: skip
+    np.testing.assert_allclose(model.project(adata.X), adata.obsm["X_pca"], rtol=1e-4, atol=1e-4)
+
+
+def test_cells_outside_a_sketch_get_the_right_labels_and_stemness(demo_raw, tmp_path, monkeypatch):
+    monkeypatch.setattr(ondisk, "CHUNK_ROWS", 500)
+    sketch = _analyse(demo_raw, tmp_path, 1200)
+    assert sketch.n_obs == 1200
+    table = stages.project(tmp_path / "qc.h5ad", sketch, sample="demo", **SCORE)
+    n_qc = ondisk.shape(tmp_path / "qc.h5ad")[0]
+    assert len(table) == n_qc and table["in_sketch"].sum() == 1200
+    inside = table.set_index("cell_id").loc[sketch.obs_names]
+    for c in ["stemness", "stemness_pvalue", "pearson_NOTCH", "score_WNT_BETA_CATENIN", "ucell_CSC_MARKERS"]:
+        np.testing.assert_allclose(inside[c].to_numpy(float), sketch.obs[c].to_numpy(float), rtol=1e-6,
+                                   atol=1e-9, equal_nan=True, err_msg=c)  # fmt: skip
+    out = table[~table["in_sketch"]].set_index("cell_id")
+    truth = demo_raw.obs.loc[out.index]
+    agree = (out["compartment"].astype(str) == truth["truth_compartment"].astype(str)).mean()
+    print(f"compartment agreement outside the sketch {agree:.3f} over {len(out)} cells")
+    assert agree > 0.97
+    mal = out["malignant"].to_numpy(bool) & (truth["truth_compartment"] == "malignant").to_numpy()
+    auc = roc_auc_score(truth["truth_stem"].to_numpy(bool)[mal], out["stemness"].to_numpy()[mal])
+    recall = (out["csc"] & truth["truth_stem"]).sum() / truth["truth_stem"].sum()
+    print(f"stemness AUROC outside the sketch {auc:.4f}, CSC recall {recall:.3f}")
+    assert auc > 0.98 and recall > 0.8
+    assert pd.api.types.is_bool_dtype(table["csc"]) and set(table["group"]) >= {"CSC", "nonCSC"}
