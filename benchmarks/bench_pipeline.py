@@ -40,36 +40,14 @@ DEFAULT_SOURCE = ROOT.parent / "shared/data/tumour/wu2021_tnbc_CID4465.h5ad"
 DEFAULT_POOL = 8
 #: per-cell QC columns of the source that describe the source cell; recomputed for the synthetic cell
 QC_COLUMNS = ("nCount_RNA", "nFeature_RNA", "percent.mito")
-#: values per HDF5 chunk of X's data, indices and indptr (1 MB of float32)
-CHUNK_VALUES = 2**18
 
 
 def _open_writer(out: Path, var):
-    """An :class:`~cscniche.ondisk.H5adWriter` whose ``X`` has a 64-bit indptr and large HDF5 chunks.
-
-    The writer starts ``X`` empty with scipy's 32-bit indptr, and anndata refuses to append past 2**31 stored
-    values (OverflowError), which 1,000,000 cells at ~2,150 genes per cell exceed; and h5py sizes the chunks
-    of the empty resizable datasets at 1 (indptr) and 1,024 (data, indices) values, so a 1M-cell file has
-    millions of chunks: memory grows while writing and reading the indptr takes seconds. So ``X`` is
-    re-created empty with an int64 indptr and chunks of 2**18 values before the first block.
-    """
-    import anndata as ad
-    from scipy import sparse
-
+    """The project's block writer (:class:`cscniche.ondisk.H5adWriter`: int64 indptr, 2**18-value HDF5 chunks)."""
     sys.path.insert(0, str(ROOT / "src"))
     from cscniche.ondisk import H5adWriter
 
-    w = H5adWriter(out, var=var)
-    try:
-        f = w._file
-        del f["X"]
-        empty = sparse.csr_matrix((0, len(var)), dtype=np.float32)
-        ad.io.write_elem(f, "X", empty, dataset_kwargs={"indptr_dtype": np.int64, "chunks": (CHUNK_VALUES,)})
-        w._x = ad.io.sparse_dataset(f["X"])
-    except BaseException:
-        w.abort()
-        raise
-    return w
+    return H5adWriter(out, var=var)
 
 
 def resample(

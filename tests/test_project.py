@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
 from cscniche import ondisk, stages
 
@@ -83,3 +84,22 @@ def test_cells_outside_a_sketch_get_the_right_labels_and_stemness(demo_raw, tmp_
     print(f"stemness AUROC outside the sketch {auc:.4f}, CSC recall {recall:.3f}")
     assert auc > 0.98 and recall > 0.8
     assert pd.api.types.is_bool_dtype(table["csc"]) and set(table["group"]) >= {"CSC", "nonCSC"}
+
+
+def test_approximate_neighbours_above_the_exact_limit_vote_like_exact_ones():
+    from cscniche.project import EXACT_MAX, SketchNeighbours
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 6, size=(4, 10))
+    labels = rng.integers(0, 4, EXACT_MAX + 1500)
+    sketch = centres[labels] + rng.normal(size=(labels.size, 10))
+    query = centres[np.arange(3000) % 4] + rng.normal(size=(3000, 10))
+    approx, exact = SketchNeighbours(sketch, 15, seed=0), SketchNeighbours(sketch[:EXACT_MAX], 15)
+    assert not approx.exact and exact.exact
+    nb = approx.query(query)
+    brute = NearestNeighbors(n_neighbors=15).fit(sketch).kneighbors(query, return_distance=False)
+    recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(nb, brute, strict=True)])
+    vote = np.array([np.bincount(labels[r], minlength=4).argmax() for r in nb])
+    print(f"approximate neighbours: recall {recall:.3f}, vote right {np.mean(vote == np.arange(3000) % 4):.4f}")
+    assert nb.shape == (3000, 15) and recall > 0.9 and np.mean(vote == np.arange(3000) % 4) > 0.99
+    assert np.array_equal(nb, SketchNeighbours(sketch, 15, seed=0).query(query))  # seeded: the same again

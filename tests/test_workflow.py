@@ -64,6 +64,22 @@ def test_demo_outputs_follow_the_contract(demo_run):
         assert {"immune_neighbours", "checkpoints", "signature_coverage"} <= set(a.uns["cscniche"])
     cohort = pd.read_csv(demo_run / "results/cohort/cells.tsv.gz", sep="\t")
     assert set(cohort["sample"]) == {"demo_p1", "demo_p2"}
+    # below scale.max_cells every cell is analysed, so the projected table repeats the analysed values
+    for s in ("demo_p1", "demo_p2"):
+        cells = pd.read_csv(demo_run / f"results/{s}/cells.tsv.gz", sep="\t").set_index("cell_id")
+        every = pd.read_csv(demo_run / f"results/{s}/cells_all.tsv.gz", sep="\t").set_index("cell_id")
+        assert list(every.index) == list(cells.index) and every["in_sketch"].all()
+        for c in [
+            "stemness",
+            "stemness_pvalue",
+            "csc_fdr",
+            "score_NOTCH",
+            "pearson_IL6_JAK_STAT3",
+            "ucell_CSC_MARKERS",
+        ]:
+            pd.testing.assert_series_equal(every[c], cells[c], rtol=1e-6, check_names=False)
+        for c in ["cell_type", "compartment", "malignant", "csc", "group"]:
+            assert (every[c].astype(str) == cells[c].astype(str)).all(), (s, c)
     for t in ("immune_neighbours.tsv", "checkpoints.tsv", "qc.tsv", "signature_coverage.tsv"):
         assert set(pd.read_csv(demo_run / "results/cohort" / t, sep="\t")["sample"]) == {"demo_p1", "demo_p2"}
 
@@ -92,6 +108,7 @@ def test_two_runs_give_identical_tables(demo_run, tmp_path):
         "results/demo_p1/immune_neighbours.tsv",
         "results/demo_p1/checkpoints.tsv",
         "results/demo_p2/cells.tsv.gz",
+        "results/demo_p2/cells_all.tsv.gz",
         "results/cohort/cells.tsv.gz",
         "results/cohort/immune_neighbours.tsv",
         "results/cohort/checkpoints.tsv",
@@ -99,11 +116,19 @@ def test_two_runs_give_identical_tables(demo_run, tmp_path):
         assert filecmp.cmp(demo_run / rel, wd / rel, shallow=False), rel
 
 
+def _f1(called, label) -> float:
+    called, label = pd.Series(called).to_numpy(bool), pd.Series(label).to_numpy(bool)
+    return 2 * int((called & label).sum()) / max(1, called.sum() + label.sum())
+
+
 def test_real_data_wu_and_cosmx(tmp_path):
+    import anndata as ad
+
     wu = shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
     cosmx = shared_file("spatial/cosmx_lung_subset.h5ad")
     sheet = f"sample\tpath\tcell_type_key\nwu\t{wu}\tcelltype_major\ncosmx\t{cosmx}\tcell_type\n"
-    wd = _workdir(tmp_path, sheet, qc={"min_genes": 20, "min_counts": 20})
+    # both samples are analysed on a 1,000-cell sketch (scale.max_cells) and every cell is then projected
+    wd = _workdir(tmp_path, sheet, qc={"min_genes": 20, "min_counts": 20}, scale={"max_cells": 1000})
     run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "2")
     for s in ("wu", "cosmx"):
         for f in ("cells.tsv.gz", "immune_neighbours.tsv", "checkpoints.tsv", "scored.h5ad", "qc.tsv"):
@@ -118,6 +143,19 @@ def test_real_data_wu_and_cosmx(tmp_path):
     tp = int((called & label).sum())
     f1 = 2 * tp / (called.sum() + label.sum())
     assert f1 >= 0.9, f1  # the CNV-confirmed malignant call agrees with the author label
+    # the cells outside the sketch: author labels and the malignant call transferred from the sketch
+    n_qc = int(pd.read_csv(wd / "results/wu/qc.tsv", sep="\t")["n_cells_out"].iloc[0])
+    every = pd.read_csv(wd / "results/wu/cells_all.tsv.gz", sep="\t").set_index("cell_id")
+    assert len(wu_cells) == 1000 and len(every) == n_qc > 1000 and every["in_sketch"].sum() == 1000
+    author = ad.read_h5ad(wu).obs["celltype_major"].astype(str)
+    out = every[~every["in_sketch"]]
+    agree = (out["cell_type"].astype(str) == author.loc[out.index]).mean()
+    mal_f1 = _f1(out["malignant"].astype(bool), author.loc[out.index] == "Cancer Epithelial")
+    print(
+        f"Wu cells outside the 1,000-cell sketch ({len(out)}): author label agreement {agree:.3f}, malignant F1 {mal_f1:.3f}"
+    )
+    assert agree >= 0.9 and mal_f1 >= 0.85, (agree, mal_f1)
+    assert not every.loc[~every["malignant"].astype(bool), "csc"].any()
     log = (wd / "logs/cosmx/score.log").read_text()
     assert "CSC_MARKERS: 2 of 4 genes present (50%); missing: PROM1,THY1" in log
     cov = pd.read_csv(wd / "results/cosmx/signature_coverage.tsv", sep="\t").set_index("signature")

@@ -6,7 +6,8 @@ QC-passed cell, in blocks of rows, through the sketch's fitted quantities:
 
 * labels (``cell_type``, ``compartment``, ``leiden``, ``malignant``): the majority among the cell's
   ``n_neighbors`` nearest sketch cells in the sketch's PCA space (the cell's log-normalised counts projected
-  on the sketch's loadings, exact Euclidean neighbours); ``label_agreement`` is that majority's share.
+  on the sketch's loadings; Euclidean neighbours, approximate above 8,192 sketch cells: :class:`SketchNeighbours`);
+  ``label_agreement`` is that majority's share.
   Sketch cells keep their own labels;
 * signature scores of every method from the cell's own counts: the same control genes (mean), the same gene
   shares and clip (Pearson residuals); UCell and AUCell are per-cell by construction;
@@ -47,6 +48,37 @@ def _lognorm(counts: sparse.csr_matrix, target_sum: float) -> sparse.csr_matrix:
     block.layers["counts"] = block.X
     _pp.normalise(block, target_sum=target_sum)
     return block.X
+
+
+#: sketches above this many cells get an approximate neighbour index, as scanpy's kNN (pynndescent)
+EXACT_MAX = 8192
+
+
+class SketchNeighbours:
+    """The ``n_neighbors`` nearest sketch cells of query cells in PCA space.
+
+    Exact (brute force) up to :data:`EXACT_MAX` sketch cells; above, pynndescent's approximate index (as scanpy
+    uses for its kNN graph from that size on; seeded): on the 100,000-cell sketch of a 1M-cell sample, a 20,000-cell
+    block took 3.9 s brute force and 0.45 s with the index (built once in ~40 s), 96 % of the neighbours being
+    the exact ones, which a majority vote of 15 tolerates.
+    """
+
+    def __init__(self, pca: np.ndarray, n_neighbors: int, *, seed: int = 0):
+        self.k = int(min(n_neighbors, len(pca)))
+        self.exact = len(pca) <= EXACT_MAX
+        if self.exact:
+            self.index = NearestNeighbors(n_neighbors=self.k, algorithm="brute").fit(pca)
+        else:
+            from pynndescent import NNDescent
+
+            self.index = NNDescent(pca, n_neighbors=max(30, self.k), random_state=seed)
+            self.index.prepare()
+
+    def query(self, pca: np.ndarray) -> np.ndarray:
+        """Positions of the nearest sketch cells (queries x k)."""
+        if self.exact:
+            return self.index.kneighbors(pca, return_distance=False)
+        return self.index.query(np.ascontiguousarray(pca, dtype=np.float32), k=self.k)[0]
 
 
 class SketchModel:
@@ -92,8 +124,7 @@ class SketchModel:
         self.loadings = np.asarray(sketch.varm["PCs"])[self.hvg].astype(np.float64)
         self.hvg_mean = np.asarray(sketch.X[:, self.hvg].mean(axis=0), dtype=np.float64).ravel()
         self.pca = np.asarray(sketch.obsm["X_pca"], dtype=np.float64)
-        self.neighbours = NearestNeighbors(n_neighbors=min(n_neighbors, sketch.n_obs), algorithm="brute")
-        self.neighbours.fit(self.pca)
+        self.neighbours = SketchNeighbours(self.pca, n_neighbors, seed=seed)
         obs = sketch.obs
         self.labels = {}
         for key in LABELS:
@@ -167,7 +198,7 @@ class SketchModel:
 
     def vote(self, pca: np.ndarray) -> dict[str, np.ndarray]:
         """Majority labels of the nearest sketch cells and the share of the ``cell_type`` majority."""
-        nbr = self.neighbours.kneighbors(pca, return_distance=False)
+        nbr = self.neighbours.query(pca)
         out = {}
         for key, (codes, uniques) in self.labels.items():
             c = codes[nbr]

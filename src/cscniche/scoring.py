@@ -286,6 +286,7 @@ def calibrate_stemness(
     ucell_max_rank: int = 1500,
     pearson_theta: float = 100.0,
     weighting: str = "equal",
+    weights: np.ndarray | None = None,
     seed: int = 0,
 ) -> None:
     """``obs['stemness_pvalue']`` and ``obs['csc_fdr']`` (BH within the sample) for the malignant cells.
@@ -293,8 +294,8 @@ def calibrate_stemness(
     The combined index of ``method`` (mean: ``score_<set>``, ucell: ``ucell_<set>``, pearson:
     ``pearson_<set>``) is compared with the same
     index computed from ``n_random`` draws of random gene sets matched to the signature genes by expression
-    bin (see :func:`cscniche.methods.random_set_pvalues`); the sets are weighted by ``weighting`` as in
-    :func:`index_weights`. Non-malignant cells get NaN.
+    bin (see :func:`cscniche.methods.random_set_pvalues`); the sets are weighted by ``weights`` (those of the
+    index), else by ``weighting`` as in :func:`index_weights`. Non-malignant cells get NaN.
     """
     mal = adata.obs["malignant"].to_numpy(dtype=bool)
     p = np.full(adata.n_obs, np.nan)
@@ -326,7 +327,7 @@ def calibrate_stemness(
             raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
         p[mal] = _m.random_set_pvalues(
             T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed, means=means,
-            weights=index_weights(adata.var_names, gene_sets, stemness_sets, weighting),
+            weights=index_weights(adata.var_names, gene_sets, stemness_sets, weighting) if weights is None else weights,
         )  # fmt: skip
         q[mal] = _m.bh_fdr(p[mal])
     adata.obs["stemness_pvalue"] = p

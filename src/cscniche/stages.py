@@ -195,7 +195,7 @@ def score(
     _sc.add_residuals(adata, score_cols + indices + ["stemness"] + pot[1:])
     _sc.calibrate_stemness(
         adata, sets, stemness_sets, method=stemness_method, n_random=n_random_sets, seed=seed,
-        ucell_max_rank=ucell_max_rank, pearson_theta=pearson_theta, weighting=index_weighting,
+        ucell_max_rank=ucell_max_rank, pearson_theta=pearson_theta, weights=w,
     )  # fmt: skip
     n_csc = _sc.call_csc(adata, quantile=quantile, rule=rule, alpha=alpha)
     info = adata.uns.setdefault("cscniche", {})

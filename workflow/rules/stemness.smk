@@ -54,7 +54,7 @@ rule score:
 rule project:
     input:
         qc="results/{sample}/intermediate/qc.h5ad",
-        sketch="results/{sample}/scored.h5ad",
+        sketch="results/{sample}/intermediate/scored.h5ad",
         gene_sets=config["scoring"]["gene_sets"],
     output:
         "results/{sample}/cells_all.tsv.gz",
