@@ -134,45 +134,6 @@ def score_genes(
     return m[:, :k] - m[:, k:], ctrl
 
 
-def _desc_ranks(X: sparse.csr_matrix, *, tie_key: np.ndarray | None = None) -> np.ndarray:
-    """Within-row descending ordinal ranks of the stored nonzero values (aligned with ``X.data``).
-
-    Ties are broken by ``tie_key[gene]`` (default the gene index), as rankdata ordinal over the row. ``X`` must
-    have sorted indices and no explicit zeros. The rows are laid into a padded (rows x max nonzeros per row)
-    array and sorted row-wise, in blocks of rows that bound that array to ~16 M entries: memory in the order
-    of the nonzeros, never cells x genes. (AUCell's general path; average ties: :func:`_csr_desc_ranks`.)
-    """
-    n = X.shape[0]
-    lens = np.diff(X.indptr)
-    ranks = np.empty(X.nnz)
-    if X.nnz == 0:
-        return ranks
-    width = int(lens.max())
-    step = max(1, (1 << 24) // max(width, 1))
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        a, b = X.indptr[r0], X.indptr[r1]
-        ln = lens[r0:r1]
-        row = np.repeat(np.arange(r1 - r0), ln)
-        pos = np.arange(b - a) - (X.indptr[r0:r1] - a)[row]
-        vals = X.data[a:b]
-        if tie_key is not None:  # place each row's entries in tie_key order, so the stable sort follows it
-            o = np.argsort(row.astype(np.int64) * X.shape[1] + tie_key[X.indices[a:b]], kind="stable")
-            pos = np.empty_like(pos)
-            pos[o] = np.arange(b - a) - (X.indptr[r0:r1] - a)[row[o]]
-        w = int(ln.max()) if ln.size else 0
-        pad = np.full((r1 - r0, w), np.inf)
-        pad[row, pos] = -vals
-        order = np.argsort(pad, axis=1, kind="stable")
-        rank = np.broadcast_to(np.arange(1, w + 1, dtype=np.float64), (r1 - r0, w))
-        # element at padded position order[i, j] of row i has rank[i, j]
-        inv = np.empty_like(order)
-        np.put_along_axis(inv, order, np.arange(w)[None, :].repeat(r1 - r0, axis=0), axis=1)
-        got = np.take_along_axis(rank, inv, axis=1)  # rank of the entry at padded position (i, p)
-        ranks[a:b] = got[row, pos]
-    return ranks
-
-
 def _clean_chunk(X: sparse.csr_matrix) -> sparse.csr_matrix:
     c = X.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=True)
     c.data[~np.isfinite(c.data)] = 0.0
@@ -181,33 +142,7 @@ def _clean_chunk(X: sparse.csr_matrix) -> sparse.csr_matrix:
     return c
 
 
-def _subset_ranks(c: sparse.csr_matrix, genes: np.ndarray, *, tie_key: np.ndarray | None = None):
-    """Descending ordinal within-row ranks of the nonzero entries in columns ``genes`` among all nonzeros.
-
-    Fast path for nonnegative float32 data (log-normalised counts): a float32's bit pattern orders nonnegative
-    values exactly (ties stay ties), so one integer sort of the row-tagged codes (ties broken by ``tie_key``)
-    and a binary search per entry of the requested columns give the same ranks as sorting every row. Returns
-    (row, column position in ``genes``, rank), or None when the data do not qualify (then the caller ranks
-    every entry).
-    """
-    if c.dtype != np.float32 or c.nnz == 0 or (c.data < 0).any():
-        return None
-    n, G = c.shape
-    if n >= 2**10 or G >= 2**21:
-        return None
-    lens = np.diff(c.indptr)
-    code = np.int64(2**31 - 1) - c.data.view(np.int32).astype(np.int64)  # ascending code = descending value
-    sub = c[:, genes].tocoo()
-    sub_code = np.int64(2**31 - 1) - sub.data.astype(np.float32).view(np.int32).astype(np.int64)
-    start = c.indptr[sub.row].astype(np.int64)
-    tk = np.arange(G, dtype=np.int64) if tie_key is None else np.asarray(tie_key, dtype=np.int64)
-    skey = np.sort((np.repeat(np.arange(n, dtype=np.int64), lens) * 2**31 + code) * 2**21 + tk[c.indices])
-    q = (sub.row.astype(np.int64) * 2**31 + sub_code) * 2**21 + tk[genes[sub.col]]
-    rank = (np.searchsorted(skey, q, side="left") - start + 1).astype(np.float64)
-    return sub.row, sub.col, rank
-
-
-_ROW_BLOCK = 256  # rows per parallel task of the UCell kernels (one scratch buffer each)
+_ROW_BLOCK = 256  # rows per parallel task of the UCell and AUCell kernels (one scratch buffer each)
 
 
 def _row_block(indptr, blk):  # pragma: no cover - numba
@@ -277,6 +212,94 @@ def _ucell_row_gains(indptr, indices, data, gptr, gset, gw, n_sets, max_rank, sc
     return out
 
 
+def _aucell_row_sums(
+    indptr, indices, data, key_of, gptr, gset, gw, sptr, sgene, sw, n_up, scan_max
+):  # pragma: no cover
+    """Per row and set: ``sum(max(n_up - rank, 0))`` over the set's genes (ordinal descending ranks).
+
+    A finite nonzero value's rank is ``1 + #(larger values) + #(equal values with a smaller tie key)`` among the
+    row's finite nonzero values (zeros, explicit zeros, NaN and +-inf are not among them, so negative values
+    rank below the positive ones and above the zeros). Counted by a scan of the row when it holds at most
+    ``scan_max`` set genes, else by binary search in the row's sorted values (plus a scan of the ties when the
+    rank can still be below ``n_up``). A zero set gene (reachable only when the row holds fewer than
+    ``n_up - 1`` values) ranks ``m + 1 + key - #(values with a smaller key)``: after the ``m`` values, in key
+    order among the zeros. ``gptr``/``gset``/``gw``: genes x sets weights (CSR); ``sptr``/``sgene``/``sw``: the
+    same by set (CSC). All terms are integers, so the sums are exact in any order.
+    """
+    n = indptr.size - 1
+    n_sets = sptr.size - 1
+    n_genes = gptr.size - 1
+    out = np.zeros((n, n_sets))
+    for blk in _prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        r0, r1, width = _row_block(indptr, blk)
+        bv = np.empty(width, dtype=data.dtype)
+        bk = np.empty(width, dtype=np.int64)
+        srt = np.empty(width, dtype=data.dtype)
+        hv = np.empty(width, dtype=data.dtype)
+        hk = np.empty(width, dtype=np.int64)
+        hg = np.empty(width, dtype=np.int64)
+        present = np.zeros(n_genes, dtype=np.bool_)
+        for i in range(r0, r1):
+            m = 0
+            nh = 0
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                if v != 0 and np.isfinite(v):
+                    g = indices[j]
+                    bv[m] = v
+                    bk[m] = key_of[g]
+                    m += 1
+                    if gptr[g + 1] > gptr[g]:
+                        hv[nh] = v
+                        hk[nh] = key_of[g]
+                        hg[nh] = g
+                        nh += 1
+            if nh > scan_max:
+                srt[:m] = bv[:m]
+                srt[:m].sort()
+            for h in range(nh):
+                v = hv[h]
+                kh = hk[h]
+                if nh > scan_max:
+                    hi = np.searchsorted(srt[:m], v, side="right")
+                    gt = m - hi
+                    if gt + 1 >= n_up:
+                        continue
+                    before = 0
+                    if hi - np.searchsorted(srt[:m], v, side="left") > 1:
+                        for t in range(m):
+                            before += (bv[t] == v) & (bk[t] < kh)
+                    rank = 1 + gt + before
+                else:
+                    before = 0
+                    for t in range(m):
+                        before += (bv[t] > v) | ((bv[t] == v) & (bk[t] < kh))
+                    rank = 1 + before
+                if rank < n_up:
+                    g = hg[h]
+                    for k in range(gptr[g], gptr[g + 1]):
+                        out[i, gset[k]] += (n_up - rank) * gw[k]
+            if m >= n_up - 1:
+                continue
+            # zeros: rank m + 1 + key - #(values with a smaller key)
+            keys = np.sort(bk[:m])
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                if v != 0 and np.isfinite(v):
+                    present[indices[j]] = True
+            for s in range(n_sets):
+                for k in range(sptr[s], sptr[s + 1]):
+                    g = sgene[k]
+                    if present[g]:
+                        continue
+                    rank = m + 1 + key_of[g] - np.searchsorted(keys, key_of[g], side="left")
+                    if rank < n_up:
+                        out[i, s] += (n_up - rank) * sw[k]
+            for j in range(indptr[i], indptr[i + 1]):
+                present[indices[j]] = False
+    return out
+
+
 def _csr_desc_ranks(indptr, data):  # pragma: no cover - numba
     """Within-row descending average-tie rank of every stored entry among the row's finite nonzero values
     (aligned with ``data``; ``inf`` for entries not ranked: zeros, NaN, +-inf)."""
@@ -325,6 +348,7 @@ try:
 
     _row_block = numba.njit(cache=True)(_row_block)
     _ucell_row_gains = numba.njit(parallel=True, cache=True)(_ucell_row_gains)
+    _aucell_row_sums = numba.njit(parallel=True, cache=True)(_aucell_row_sums)
     _csr_desc_ranks = numba.njit(parallel=True, cache=True)(_csr_desc_ranks)
     _csr_has_duplicates = numba.njit(parallel=True, cache=True)(_csr_has_duplicates)
 except ImportError:  # pragma: no cover - numba is a pinned dependency; plain Python loops are correct but slow
@@ -415,25 +439,6 @@ def aucell_n_up(n_genes: int, n_up: int | float | None = None) -> int:
     return int(np.ceil(n_up))
 
 
-def _aucell_nonzero_part(c, sets, W, n_up, key_of) -> np.ndarray:
-    """sum(n_up - rank) over the nonzero set genes of each cell (ordinal ranks), in blocks of 1023 rows."""
-    genes = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]))
-    out = np.zeros((c.shape[0], len(sets)))
-    Wg = W[genes]
-    for r0 in range(0, c.shape[0], 1023):
-        b = c[r0 : r0 + 1023]
-        got = _subset_ranks(b, genes, tie_key=key_of)
-        if got is None:
-            v = b.copy()
-            v.data = np.maximum(n_up - _desc_ranks(b, tie_key=key_of), 0.0)
-            out[r0 : r0 + b.shape[0]] = (v @ W).toarray()
-            continue
-        r, j, rank = got
-        v = sparse.csr_matrix((np.maximum(n_up - rank, 0.0), (r, j)), shape=(b.shape[0], genes.size))
-        out[r0 : r0 + b.shape[0]] = (v @ Wg).toarray()
-    return out
-
-
 def aucell(
     X, sets: Sequence[Sequence[int]], *, n_up: int | float | None = None, tie_order: np.ndarray | None = None
 ) -> np.ndarray:
@@ -443,34 +448,36 @@ def aucell(
     ``n_up``, divided by its maximum ``sum_{i=1}^{min(n, n_up - 1)} (n_up - i)``. Equal values (zeros above all,
     which matter for cells with fewer than ``n_up`` detected genes) are ranked in ``tie_order`` (a permutation:
     ``tie_order[g]`` is gene g's place; default the gene order). decoupler breaks ties by a seeded random order
-    of the non-empty genes; the tests pass that order to reproduce it exactly.
+    of the non-empty genes; the tests pass that order to reproduce it exactly. One numba pass over the CSR rows
+    (:func:`_aucell_row_sums`, parallel over cells): no copy of the matrix unless it has duplicate entries
+    (summed) or integer data. Ranked are the finite nonzero values; zeros, NaN and inf come after them.
     """
-    X = _as_csr(X)
+    X = _rank_csr(X)
     n_cells, n_genes = X.shape
     n_up = aucell_n_up(n_genes, n_up)
     key_of = np.arange(n_genes, dtype=np.int64) if tie_order is None else np.asarray(tie_order, dtype=np.int64)
+    for s in sets:
+        s = np.asarray(s, dtype=np.int64)
+        if s.size and (s.min() < 0 or s.max() >= n_genes):
+            raise ValueError(f"gene index out of range 0..{n_genes - 1} in an AUCell set")
     W = set_weights(n_genes, sets, normalise=False)
-    out = np.zeros((n_cells, len(sets)))
-    for i in range(0, n_cells, CHUNK):
-        c = _clean_chunk(X[i : i + CHUNK])
-        out[i : i + CHUNK] = _aucell_nonzero_part(c, sets, W, n_up, key_of)
-        # a zero's rank = nnz + 1 + (zero genes placed before it), reachable only when nnz < n_up - 1
-        nnz = np.diff(c.indptr)
-        low = np.flatnonzero(nnz < n_up - 1)
-        if low.size == 0:
-            continue
-        key = np.sort(np.repeat(np.arange(c.shape[0], dtype=np.int64), nnz) * n_genes + key_of[c.indices])
-        for k, s in enumerate(sets):
-            s = np.asarray(s, dtype=np.int64)
-            rows = np.repeat(low, s.size)
-            q = low[:, None] * n_genes + key_of[s][None, :]
-            q = q.ravel()
-            at = np.searchsorted(key, q)
-            hit = (at < key.size) & (key[np.minimum(at, key.size - 1)] == q)
-            before = at - c.indptr[rows]  # nonzeros of the row placed before this gene
-            rank = nnz[rows] + 1 + np.tile(key_of[s], low.size) - before
-            contrib = np.where(hit, 0.0, np.maximum(n_up - rank, 0.0)).reshape(low.size, s.size)
-            out[i + low, k] += contrib.sum(axis=1)
+    W.sum_duplicates()
+    Wr = W.tocsr()
+    Wr.sum_duplicates()
+    out = _aucell_row_sums(
+        X.indptr,
+        X.indices,
+        X.data,
+        key_of,
+        Wr.indptr,
+        Wr.indices,
+        Wr.data.astype(np.float64),
+        W.indptr,
+        W.indices,
+        W.data.astype(np.float64),
+        n_up,
+        _SCAN_MAX,
+    )
     m = np.array([min(len(s), n_up - 1) for s in sets])
     max_auc = np.array([n_up * mm - mm * (mm + 1) / 2.0 for mm in m])
     return out / max_auc
