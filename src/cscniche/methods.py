@@ -213,7 +213,7 @@ def _ucell_row_gains(indptr, indices, data, gptr, gset, gw, n_sets, max_rank, sc
 
 
 def _aucell_row_sums(
-    indptr, indices, data, key_of, gptr, gset, gw, sptr, sgene, sw, n_up, scan_max
+    indptr, indices, data, key_of, gptr, gset, gw, sptr, sgene, sw, n_up, scan_max, use_codes
 ):  # pragma: no cover
     """Per row and set: ``sum(max(n_up - rank, 0))`` over the set's genes (ordinal descending ranks).
 
@@ -223,8 +223,10 @@ def _aucell_row_sums(
     ``scan_max`` set genes, else by binary search in the row's sorted values (plus a scan of the ties when the
     rank can still be below ``n_up``). A zero set gene (reachable only when the row holds fewer than
     ``n_up - 1`` values) ranks ``m + 1 + key - #(values with a smaller key)``: after the ``m`` values, in key
-    order among the zeros. ``gptr``/``gset``/``gw``: genes x sets weights (CSR); ``sptr``/``sgene``/``sw``: the
-    same by set (CSC). All terms are integers, so the sums are exact in any order.
+    order among the zeros (at least ``key + 1``, so only keys below ``n_up - 1`` are counted). ``gptr``/``gset``/``gw``: genes x sets weights (CSR); ``sptr``/``sgene``/``sw``: the
+    same by set (CSC). All terms are integers, so the sums are exact in any order. ``use_codes`` (float32 data,
+    tie keys in ``0..2**31-1``): the scan compares one int64 per value, ``-(order-preserving int of the float's
+    bits) * 2**32 + key``, which orders (value descending, key ascending) exactly as the two comparisons do.
     """
     n = indptr.size - 1
     n_sets = sptr.size - 1
@@ -238,6 +240,8 @@ def _aucell_row_sums(
         hv = np.empty(width, dtype=data.dtype)
         hk = np.empty(width, dtype=np.int64)
         hg = np.empty(width, dtype=np.int64)
+        hp = np.empty(width, dtype=np.int64)
+        code = np.empty(width, dtype=np.int64)
         present = np.zeros(n_genes, dtype=np.bool_)
         for i in range(r0, r1):
             m = 0
@@ -253,10 +257,18 @@ def _aucell_row_sums(
                         hv[nh] = v
                         hk[nh] = key_of[g]
                         hg[nh] = g
+                        hp[nh] = m - 1
                         nh += 1
             if nh > scan_max:
                 srt[:m] = bv[:m]
                 srt[:m].sort()
+            elif use_codes and nh > 0:
+                bits = bv[:m].view(np.int32)
+                for t in range(m):
+                    b = np.int64(bits[t])
+                    if b < 0:
+                        b = b ^ 0x7FFFFFFF  # negative floats: larger magnitude, smaller int
+                    code[t] = -b * 4294967296 + bk[t]
             for h in range(nh):
                 v = hv[h]
                 kh = hk[h]
@@ -270,6 +282,12 @@ def _aucell_row_sums(
                         for t in range(m):
                             before += (bv[t] == v) & (bk[t] < kh)
                     rank = 1 + gt + before
+                elif use_codes:
+                    c = code[hp[h]]
+                    before = 0
+                    for t in range(m):
+                        before += code[t] < c
+                    rank = 1 + before
                 else:
                     before = 0
                     for t in range(m):
@@ -281,8 +299,7 @@ def _aucell_row_sums(
                         out[i, gset[k]] += (n_up - rank) * gw[k]
             if m >= n_up - 1:
                 continue
-            # zeros: rank m + 1 + key - #(values with a smaller key)
-            keys = np.sort(bk[:m])
+            # zeros: rank m + 1 + key - #(values with a smaller key) >= key + 1, so only keys < n_up - 1 count
             for j in range(indptr[i], indptr[i + 1]):
                 v = data[j]
                 if v != 0 and np.isfinite(v):
@@ -290,9 +307,13 @@ def _aucell_row_sums(
             for s in range(n_sets):
                 for k in range(sptr[s], sptr[s + 1]):
                     g = sgene[k]
-                    if present[g]:
+                    kg = key_of[g]
+                    if kg >= n_up - 1 or present[g]:
                         continue
-                    rank = m + 1 + key_of[g] - np.searchsorted(keys, key_of[g], side="left")
+                    before = 0
+                    for t in range(m):
+                        before += bk[t] < kg
+                    rank = m + 1 + kg - before
                     if rank < n_up:
                         out[i, s] += (n_up - rank) * sw[k]
             for j in range(indptr[i], indptr[i + 1]):
@@ -477,6 +498,7 @@ def aucell(
         W.data.astype(np.float64),
         n_up,
         _SCAN_MAX,
+        X.dtype == np.float32 and (n_genes == 0 or (key_of.min() >= 0 and key_of.max() < 2**31)),
     )
     m = np.array([min(len(s), n_up - 1) for s in sets])
     max_auc = np.array([n_up * mm - mm * (mm + 1) / 2.0 for mm in m])
