@@ -127,3 +127,24 @@ def test_wu_cnv_call_agrees_with_author_labels():
     )
     assert f1 >= 0.9 and table["f1"] == pytest.approx(f1)
     assert table["cnv_only_f1"] >= 0.85  # the CNV score alone, ignoring lineage labels
+
+
+def test_block_by_block_infercnv_equals_one_infercnvpy_call(demo_annotated):
+    import infercnvpy
+
+    from cscniche.cnv import infer_cnv
+
+    a = demo_annotated.copy()
+    annotate_positions(a, None, min_genes=100)
+    ref = (a.obs["truth_compartment"] != "malignant").to_numpy()
+    types = a.obs["truth_cell_type"].astype(str).to_numpy()
+    x_cnv, msq = infer_cnv(a, ref, groups=types, chunk_cells=700)  # 4 blocks, the last one short
+    tmp = a.copy()
+    tmp.obs["ref"] = np.where(ref, types, "__query__")
+    _, whole, _ = infercnvpy.tl.infercnv(tmp, reference_key="ref", reference_cat=sorted(set(types[ref])),
+                                         window_size=100, step=10, dynamic_threshold=1.5, chunksize=700,
+                                         n_jobs=1, inplace=False)  # fmt: skip
+    whole = whole.toarray()
+    assert x_cnv.shape == whole.shape and x_cnv.dtype == np.float32
+    np.testing.assert_allclose(x_cnv.toarray(), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(msq, np.mean(whole**2, axis=1), rtol=1e-12)
