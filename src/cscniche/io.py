@@ -455,8 +455,8 @@ def write_sample(path: str | Path, out: str | Path, *, sample: str, **options) -
         meta = ad.AnnData(
             obs=ondisk.read_elem(src, "obs"),
             var=ondisk.read_elem(src, var_key),
-            obsm=_read_optional(src, "obsm"),
-            uns=_read_optional(src, "uns"),
+            obsm=ondisk.read_elem(src, "obsm", {}),
+            uns=ondisk.read_elem(src, "uns", {}),
         )
     except Exception as exc:  # noqa: BLE001
         raise _unreadable(exc, fmt, sample, src) from None
@@ -486,8 +486,3 @@ def write_sample(path: str | Path, out: str | Path, *, sample: str, **options) -
         obs = meta.obs.iloc[order]
         w.set_obs(obs, obsm={k: np.asarray(v)[order] for k, v in meta.obsm.items()})
     log.info("sample %s: %d cells x %d genes streamed to %s", sample, meta.n_obs, meta.n_vars, out)
-
-
-def _read_optional(path: Path, key: str) -> dict:
-    with h5py.File(path, "r") as f:
-        return ad.io.read_elem(f[key]) if key in f else {}

@@ -43,9 +43,17 @@ def shape(path: str | Path, key: str = "X") -> tuple[int, int]:
         return tuple(int(n) for n in _matrix(f, key).shape)
 
 
-def read_elem(path: str | Path, key: str):
-    """One element (``obs``, ``var``, ``uns``, ``obsm``, ...) of an ``.h5ad`` file, read into memory."""
+_REQUIRED = object()
+
+
+def read_elem(path: str | Path, key: str, default=_REQUIRED):
+    """One element (``obs``, ``var``, ``uns``, ``obsm``, ...) of an ``.h5ad`` file, read into memory.
+
+    ``default`` is returned when the file has no such element (else that is a KeyError).
+    """
     with h5py.File(path, "r") as f:
+        if key not in f and default is not _REQUIRED:
+            return default
         return ad.io.read_elem(f[key])
 
 

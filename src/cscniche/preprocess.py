@@ -72,8 +72,8 @@ def qc_filter_file(
     """
     obs = ondisk.read_elem(src, "obs")
     var = ondisk.read_elem(src, "var")
-    uns = ondisk.read_elem(src, "uns") if _has(src, "uns") else {}
-    obsm = ondisk.read_elem(src, "obsm") if _has(src, "obsm") else {}
+    uns = ondisk.read_elem(src, "uns", {})
+    obsm = ondisk.read_elem(src, "obsm", {})
     mt = np.asarray(pd.Index(var.index).astype(str).str.upper().str.startswith("MT-"), dtype=bool)
     n_obs, n_vars = len(obs), len(var)
     n_genes = np.zeros(n_obs, dtype=np.int64)
@@ -138,13 +138,6 @@ def qc_filter_file(
         raise
     table["n_genes_out"] = int(genes.sum())
     return table
-
-
-def _has(path: str | Path, key: str) -> bool:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return key in f
 
 
 def _qc_table(
