@@ -449,7 +449,7 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
     ]:
         if c in obs:
             df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
-    prefixes = ("score_", "ucell_", "aucell_", "stemness_", "potency_", "mrnasi")
+    prefixes = ("score_", "ucell_", "aucell_", "pearson_", "stemness_", "potency_", "mrnasi")
     scores = [c for c in obs.columns if c.startswith(prefixes) and c not in ("stemness_pvalue", "stemness_resid")]
     for c in ["malignant", "cnv_score", "n_detected"] + scores + ["stemness", "stemness_resid", "stemness_pvalue",
               "csc_fdr", "csc", "group"]:  # fmt: skip
