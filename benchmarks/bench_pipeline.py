@@ -14,7 +14,7 @@ seeded) from one author cell type, binomially thinned by a per-cell factor drawn
 cell of a pool is drawn from all cells, so the cell-type composition follows the source's. With the default
 ``--pool 8`` (seed 0, 1,000,000 cells) the median synthetic cell has 1,962 detected genes and 5,192 counts
 (mean 2,213 detected genes: 2,212,637,663 stored values); without pooling (``--pool 1``) 338 genes and 533
-counts. The cells are generated and written in blocks of 20,000 (:class:`cscniche.ondisk.H5adWriter`,
+counts. The cells are generated and written in blocks of 20,000 (:class:`cscniche.load._ondisk.H5adWriter`,
 uncompressed), so the generator never holds the whole matrix: 1,000,000 cells took 5 min 54 s wall and 2.1 GB
 peak resident memory (one core, shared 2-core machine), for an 18.0 GB file.
 
@@ -43,9 +43,9 @@ QC_COLUMNS = ("nCount_RNA", "nFeature_RNA", "percent.mito")
 
 
 def _open_writer(out: Path, var):
-    """The project's block writer (:class:`cscniche.ondisk.H5adWriter`: int64 indptr, 2**18-value HDF5 chunks)."""
+    """The project's block writer (:class:`cscniche.load._ondisk.H5adWriter`: int64 indptr, 2**18-value HDF5 chunks)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from cscniche.ondisk import H5adWriter
+    from cscniche.load._ondisk import H5adWriter
 
     return H5adWriter(out, var=var)
 

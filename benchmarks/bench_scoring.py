@@ -101,7 +101,7 @@ def run_one(method: str, data: Path, out: Path) -> dict:
     if method == "read":
         pass
     elif method == "read_backed_mean":
-        from cscniche import methods
+        from cscniche.stemness.kernels import _methods as methods
 
         parts = []
         for start in range(0, a.n_obs, 20000):
@@ -114,7 +114,7 @@ def run_one(method: str, data: Path, out: Path) -> dict:
             sc.tl.score_genes(a, sets[n], ctrl_size=50, score_name=n, random_state=0)
         scores = a.obs[names].to_numpy()
     elif method == "ours_score_genes":
-        from cscniche import methods
+        from cscniche.stemness.kernels import _methods as methods
 
         scores, _ = methods.score_genes(a.X, set_idx, ctrl_size=50, seed=0)
     elif method == "pyucell":
@@ -123,7 +123,7 @@ def run_one(method: str, data: Path, out: Path) -> dict:
         pyucell.compute_ucell_scores(a, signatures=sets, max_rank=1500)
         scores = a.obs[[f"{n}_UCell" for n in names]].to_numpy()
     elif method == "ours_ucell":
-        from cscniche import methods
+        from cscniche.stemness.kernels import _methods as methods
 
         scores = methods.ucell(a.X, set_idx, max_rank=1500)
     else:

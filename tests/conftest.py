@@ -27,7 +27,7 @@ def shared_file(rel: str) -> Path:
 def demo_raw():
     """The demo tumour (raw counts), seed 1; a fresh copy per use is the caller's job."""
     from cscniche.demo import make_demo
-    from cscniche.scoring import read_gmt
+    from cscniche.stemness._score import read_gmt
 
     return make_demo(seed=1, gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt"))
 
@@ -35,12 +35,14 @@ def demo_raw():
 @pytest.fixture(scope="session")
 def demo_processed(demo_raw):
     """Demo after QC, normalisation, embedding, marker annotation and scoring (default config)."""
-    from cscniche import stages
+    import cscniche as cn
 
-    adata, _ = stages.qc(demo_raw.copy(), sample="demo")
-    stages.embed(adata, umap=False)
-    stages.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
-    stages.score(adata, sample="demo", gene_sets=[ROOT / "config/genesets/csc_signatures.gmt"])
+    adata, _ = cn.preprocess.qc(demo_raw.copy(), sample="demo")
+    cn.preprocess.embed(adata, embedding=cn.EmbeddingParams(umap=False))
+    cn.preprocess.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
+    cn.stemness.score(
+        adata, sample="demo", scoring=cn.ScoringParams(gene_sets=(ROOT / "config/genesets/csc_signatures.gmt",))
+    )
     return adata
 
 

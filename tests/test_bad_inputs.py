@@ -25,8 +25,8 @@ from scipy import sparse
 
 from cscniche import InputError
 from cscniche._smk import check_config, read_sample_sheet
-from cscniche.checkpoints import COLUMNS as CHECKPOINT_COLUMNS
-from cscniche.io import check_species, load_sample
+from cscniche.load._readers import check_species, load_sample
+from cscniche.niche._checkpoints import COLUMNS as CHECKPOINT_COLUMNS
 
 SHEET_SCHEMA = ROOT / "config/schemas/samples.schema.yaml"
 CONFIG_SCHEMA = ROOT / "config/schemas/config.schema.yaml"
@@ -37,7 +37,7 @@ FINAL = ["cells.tsv.gz", "immune_neighbours.tsv", "checkpoints.tsv", "scored.h5a
 @functools.cache
 def _small() -> ad.AnnData:
     from cscniche.demo import DEFAULT_SIZES, make_demo
-    from cscniche.scoring import read_gmt
+    from cscniche.stemness._score import read_gmt
 
     sizes = {k: max(20, v // 6) for k, v in DEFAULT_SIZES.items()}
     return make_demo(
@@ -84,7 +84,7 @@ def _mouse_case(g: str) -> str:
 
 
 def _no_signature_genes() -> ad.AnnData:
-    from cscniche.scoring import read_gmt
+    from cscniche.stemness._score import read_gmt
 
     genes = {g for s in read_gmt(ROOT / "config/genesets/csc_signatures.gmt").values() for g in s}
     a = small()

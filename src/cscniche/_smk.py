@@ -293,24 +293,34 @@ def step(snakemake):
         sys.exit(1)
 
 
+def section(snakemake, name: str, **overrides):
+    """The parameter object (:mod:`cscniche._params`) of the config section passed as the rule's param ``name``.
+
+    ``overrides`` replace keys (e.g. a path resolved as an input); an unknown key raises a ``TypeError`` naming it.
+    """
+    from ._params import SECTIONS
+
+    return SECTIONS[name].from_mapping(getattr(snakemake.params, name), **overrides)
+
+
 def run_table_stage(snakemake, fn) -> None:
     """Call a per-sample stage that maps an AnnData to one table: ``fn(adata, sample=..., **keywords)``.
 
     The AnnData is the input named ``h5ad`` (else the first input); every other named input is passed as a
-    keyword with its path (e.g. ``genes``); every param is passed as a keyword, except that a dict-valued
-    param (a config section, e.g. ``neighbours``) is spread into its keys. The table is written tab-separated
-    to the first output. Run it inside :func:`step`.
+    keyword with its path (e.g. ``genes``); every param is passed as a keyword, a param named as a config
+    section (e.g. ``neighbours``) as that section's parameter object (:func:`section`). The table is written
+    tab-separated to the first output. Run it inside :func:`step`.
     """
     import anndata as ad
+
+    from ._params import SECTIONS
 
     inputs = dict(snakemake.input.items())
     h5ad = inputs.pop("h5ad", snakemake.input[0])
     keywords = dict(inputs)
     for name, value in snakemake.params.items():
-        spread = value if isinstance(value, dict) else {name: value}
-        clash = sorted(set(spread) & set(keywords))
-        if clash:
-            raise TypeError(f"rule '{snakemake.rule}': the keywords {clash} are given twice (param '{name}')")
-        keywords.update(spread)
+        if name in keywords:
+            raise TypeError(f"rule '{snakemake.rule}': the keyword '{name}' is given twice (input and param)")
+        keywords[name] = section(snakemake, name) if name in SECTIONS else value
     table = fn(ad.read_h5ad(h5ad), sample=snakemake.wildcards.sample, **keywords)
     table.to_csv(snakemake.output[0], sep="\t", index=False)

@@ -18,3 +18,7 @@ def note_row(columns: list[str], note: str, *, blank: Iterable[str] = (), **valu
     row.update(dict.fromkeys(blank, ""))
     row.update(values, note=note)
     return pd.DataFrame([row], columns=columns)
+
+
+#: gzip settings that make ``.tsv.gz`` outputs byte-identical across runs (no timestamp in the header)
+GZIP = {"method": "gzip", "mtime": 0}

@@ -88,7 +88,7 @@ def make_demo(
     stem_fraction: float = 0.15,
     stem_effect: float = 4.0,
     n_background: int = 1500,
-    gene_sets: dict[str, list[str]] | None = None,
+    gene_sets: dict[str, list[str]] | list[str] | None = None,
     mean_library_size: float = 4000.0,
     dispersion: float = 4.0,
     cnv: bool = True,
@@ -106,11 +106,16 @@ def make_demo(
     stem_effect
         Fold change of :data:`PLANTED_STEM` genes in stem-like cells.
     gene_sets
-        Extra gene sets whose genes are added to the gene universe (unplanted, at background level).
+        Extra gene sets whose genes are added to the gene universe (unplanted, at background level): a dict
+        name -> genes, or a list of GMT files.
     cnv
         Plant clonal copy-number changes in the malignant cells (see :func:`synthetic_genome`); the genes'
         synthetic positions are in ``var['chromosome'|'start'|'end']`` either way.
     """
+    if gene_sets is not None and not isinstance(gene_sets, dict):
+        from .stemness._score import read_gmt
+
+        gene_sets = {name: genes for path in gene_sets for name, genes in read_gmt(path).items()}
     rng = np.random.default_rng(seed)
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     extra = sorted({g for genes in (gene_sets or {}).values() for g in genes})

@@ -104,7 +104,7 @@ rule niche_checkpoints:
         runtime=runtime(10, 0.05),
     params:
         neighbours=config["neighbours"],
-        min_cells=config["checkpoints"]["niche_min_cells"],
+        checkpoints=config["checkpoints"],
         spatial_x=lambda wc: sample_row(wc).get("x_col", ""),
         spatial_y=lambda wc: sample_row(wc).get("y_col", ""),
     script:

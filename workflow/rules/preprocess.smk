@@ -66,8 +66,8 @@ rule embed:
         runtime=runtime(15, 0.2),
     params:
         embedding=config["embedding"],
-        target_sum=config["qc"]["target_sum"],
-        max_cells=config["scale"]["max_cells"],
+        qc=config["qc"],
+        scale=config["scale"],
         seed=config["seed"],
     script:
         "../scripts/embed.py"

@@ -1,5 +1,5 @@
 # Figures and the HTML report (`snakemake --report report.html`). Every figure is drawn by
-# cscniche.plotting, written as PNG (a report item) and PDF, and has a caption in workflow/report/.
+# cscniche.pl, written as PNG (a report item) and PDF, and has a caption in workflow/report/.
 # The tissue map is made for every sample: without obsm['spatial'] it is a placeholder saying so.
 
 

@@ -71,8 +71,8 @@ rule project:
     params:
         scoring=config["scoring"],
         csc=config["csc"],
-        n_neighbors=config["embedding"]["n_neighbors"],
-        target_sum=config["qc"]["target_sum"],
+        embedding=config["embedding"],
+        qc=config["qc"],
         seed=config["seed"],
     script:
         "../scripts/project.py"

@@ -1,4 +1,4 @@
-"""Thin adapter: cell types and compartments (cscniche.stages.annotate)."""
+"""Thin adapter: cell types and compartments (cscniche.preprocess.annotate)."""
 
 import sys
 from pathlib import Path
@@ -7,12 +7,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
+from cscniche import preprocess
 from cscniche._smk import step
 
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    stages.annotate(
+    preprocess.annotate(
         adata,
         cell_type_key=snakemake.params.cell_type_key or None,
         markers=snakemake.input.markers,

@@ -1,12 +1,12 @@
-"""Thin adapter: checkpoint counts summed per group, for the pseudobulk test (cscniche.stages.checkpoint_pseudobulk)."""
+"""Thin adapter: checkpoint counts summed per group, for the pseudobulk test (cscniche.niche.checkpoint_pseudobulk)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import niche
 from cscniche._smk import run_table_stage, step
 
 with step(snakemake):
-    run_table_stage(snakemake, stages.checkpoint_pseudobulk)
+    run_table_stage(snakemake, niche.checkpoint_pseudobulk)

@@ -1,12 +1,12 @@
-"""Thin adapter: checkpoint expression per group (cscniche.stages.checkpoints)."""
+"""Thin adapter: checkpoint expression per group (cscniche.niche.checkpoints)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import niche
 from cscniche._smk import run_table_stage, step
 
 with step(snakemake):
-    run_table_stage(snakemake, stages.checkpoints)
+    run_table_stage(snakemake, niche.checkpoints)

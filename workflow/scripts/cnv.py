@@ -1,4 +1,4 @@
-"""Thin adapter: malignant cells by inferred copy number (cscniche.stages.cnv)."""
+"""Thin adapter: malignant cells by inferred copy number (cscniche.stemness.cnv)."""
 
 import sys
 from pathlib import Path
@@ -7,11 +7,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import stemness
+from cscniche._smk import section, step
 
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    table = stages.cnv(adata, sample=snakemake.wildcards.sample, seed=snakemake.params.seed, **snakemake.params.cnv)
+    cnv = section(snakemake, "cnv")
+    table = stemness.cnv(adata, sample=snakemake.wildcards.sample, cnv=cnv, seed=snakemake.params.seed)
     table.to_csv(snakemake.output.table, sep="\t", index=False)
     adata.write_h5ad(snakemake.output.h5ad)

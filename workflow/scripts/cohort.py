@@ -1,14 +1,15 @@
-"""Thin adapter: concatenate per-sample tables (cscniche.stages.concat_tables)."""
+"""Thin adapter: concatenate per-sample tables (cscniche.cohort.concat_tables)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import cohort
 from cscniche._smk import step
+from cscniche._tables import GZIP
 
 with step(snakemake):
     out = snakemake.output[0]
-    table = stages.concat_tables(list(snakemake.input))
-    table.to_csv(out, sep="\t", index=False, compression=stages.GZIP if out.endswith(".gz") else None)
+    table = cohort.concat_tables(list(snakemake.input))
+    table.to_csv(out, sep="\t", index=False, compression=GZIP if out.endswith(".gz") else None)

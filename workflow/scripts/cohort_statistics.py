@@ -1,15 +1,15 @@
-"""Thin adapter: statistics across patients from the cohort tables (cscniche.stages.cohort_statistics)."""
+"""Thin adapter: statistics across patients from the cohort tables (cscniche.cohort.cohort_statistics)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import cohort
 from cscniche._smk import step
 
 with step(snakemake):
-    tables = stages.cohort_statistics(
+    tables = cohort.cohort_statistics(
         neighbours=snakemake.input.neighbours,
         pseudobulk=snakemake.input.pseudobulk,
         crosstalk=snakemake.input.crosstalk,

@@ -1,4 +1,4 @@
-"""Thin adapter: LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-nonCSC difference (cscniche.stages.crosstalk)."""
+"""Thin adapter: LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-nonCSC difference (cscniche.niche.crosstalk)."""
 
 import sys
 from pathlib import Path
@@ -7,13 +7,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import niche
+from cscniche._smk import section, step
 
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input[0])
-    table, difference = stages.crosstalk(
-        adata, sample=snakemake.wildcards.sample, seed=snakemake.params.seed, **snakemake.params.crosstalk
+    table, difference = niche.crosstalk(
+        adata, sample=snakemake.wildcards.sample, crosstalk=section(snakemake, "crosstalk"), seed=snakemake.params.seed
     )
     table.to_csv(snakemake.output.table, sep="\t", index=False)
     difference.to_csv(snakemake.output.difference, sep="\t", index=False)

@@ -1,20 +1,20 @@
-"""Thin adapter: normalise, embedding, kNN graph and clusters (cscniche.stages.embed_sample)."""
+"""Thin adapter: normalise, embedding, kNN graph and clusters (cscniche.preprocess.embed_sample)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import preprocess
+from cscniche._smk import section, step
 
 with step(snakemake):
-    adata = stages.embed_sample(
+    adata = preprocess.embed_sample(
         snakemake.input[0],
         sample=snakemake.wildcards.sample,
-        target_sum=snakemake.params.target_sum,
-        max_cells=snakemake.params.max_cells,
+        embedding=section(snakemake, "embedding"),
+        qc=section(snakemake, "qc"),
+        scale=section(snakemake, "scale"),
         seed=snakemake.params.seed,
-        **snakemake.params.embedding,
     )
     adata.write_h5ad(snakemake.output[0])

@@ -1,4 +1,4 @@
-"""Thin adapter: the per-cell table and the final AnnData with every table in uns (cscniche.stages.export)."""
+"""Thin adapter: the per-cell table and the final AnnData with every table in uns (cscniche.niche.export)."""
 
 import sys
 from pathlib import Path
@@ -7,11 +7,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
+from cscniche import niche
 from cscniche._smk import step
+from cscniche._tables import GZIP
 
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    cells = stages.export(adata, neighbours=snakemake.input.neighbours, checkpoints=snakemake.input.checkpoints)
-    cells.to_csv(snakemake.output.cells, sep="\t", index=False, compression=stages.GZIP)
+    cells = niche.export(adata, neighbours=snakemake.input.neighbours, checkpoints=snakemake.input.checkpoints)
+    cells.to_csv(snakemake.output.cells, sep="\t", index=False, compression=GZIP)
     adata.write_h5ad(snakemake.output.h5ad, compression="gzip")

@@ -1,16 +1,16 @@
-"""Thin adapter: fetch a sample's remote data into the download cache (cscniche.sources.fetch_sample)."""
+"""Thin adapter: fetch a sample's remote data into the download cache (cscniche.load.fetch_sample)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import sources
+from cscniche import load
 from cscniche._smk import step
 
 with step(snakemake):
     src = snakemake.params.source
-    sources.fetch_sample(
+    load.fetch_sample(
         Path(snakemake.output[0]).parent,
         sample=src["sample"],
         urls=src["url"].split(),

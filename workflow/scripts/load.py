@@ -1,15 +1,15 @@
-"""Thin adapter: load one sample's raw counts to an .h5ad, streamed when it is one (cscniche.io.write_sample)."""
+"""Thin adapter: load one sample's raw counts to an .h5ad, streamed when it is one (cscniche.load.write_sample)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import io
+from cscniche import load
 from cscniche._smk import step
 
 with step(snakemake):
-    io.write_sample(
+    load.write_sample(
         snakemake.input[0],
         snakemake.output[0],
         sample=snakemake.wildcards.sample,

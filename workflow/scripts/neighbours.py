@@ -1,12 +1,12 @@
-"""Thin adapter: immune-neighbour enrichment around CSC vs non-CSC cells (cscniche.stages.neighbours)."""
+"""Thin adapter: immune-neighbour enrichment around CSC vs non-CSC cells (cscniche.niche.neighbours)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import niche
 from cscniche._smk import run_table_stage, step
 
 with step(snakemake):
-    run_table_stage(snakemake, stages.neighbours)
+    run_table_stage(snakemake, niche.neighbours)

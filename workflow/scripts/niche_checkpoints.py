@@ -1,12 +1,12 @@
-"""Thin adapter: checkpoints of immune cells in CSC neighbourhoods vs elsewhere (cscniche.stages.niche_checkpoints)."""
+"""Thin adapter: checkpoints of immune cells in CSC neighbourhoods vs elsewhere (cscniche.niche.niche_checkpoints)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
+from cscniche import niche
 from cscniche._smk import run_table_stage, step
 
 with step(snakemake):
-    run_table_stage(snakemake, stages.niche_checkpoints)
+    run_table_stage(snakemake, niche.niche_checkpoints)

@@ -1,4 +1,4 @@
-"""Thin adapter: the cohort report figures (cscniche.plotting.cohort_figures), each as PNG and PDF."""
+"""Thin adapter: the cohort report figures (cscniche.pl.cohort_figures), each as PNG and PDF."""
 
 import os
 import sys
@@ -9,16 +9,16 @@ os.environ["MPLBACKEND"] = "Agg"  # no display: draw to files only
 
 import pandas as pd
 
-from cscniche import plotting
+from cscniche import pl
 from cscniche._smk import step
 
 CELL_COLUMNS = ["sample", "cell_type", "compartment", "malignant", "csc"]
 
 with step(snakemake):
-    figures = plotting.cohort_figures(
+    figures = pl.cohort_figures(
         pd.read_csv(snakemake.input.cells, sep="\t", usecols=lambda c: c in CELL_COLUMNS),
         neighbours=pd.read_csv(snakemake.input.neighbours, sep="\t"),
         checkpoints=pd.read_csv(snakemake.input.checkpoints, sep="\t"),
     )
     for name, fig in figures.items():
-        plotting.save(fig, Path(snakemake.output[name]).with_suffix(""))
+        pl.save(fig, Path(snakemake.output[name]).with_suffix(""))

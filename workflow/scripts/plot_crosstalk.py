@@ -1,4 +1,4 @@
-"""Thin adapter: the checkpoint-axis crosstalk figure (cscniche.plotting.crosstalk), as PNG and PDF."""
+"""Thin adapter: the checkpoint-axis crosstalk figure (cscniche.pl.crosstalk), as PNG and PDF."""
 
 import os
 import sys
@@ -9,9 +9,9 @@ os.environ["MPLBACKEND"] = "Agg"  # no display: draw to files only
 
 import pandas as pd
 
-from cscniche import plotting
+from cscniche import pl
 from cscniche._smk import step
 
 with step(snakemake):
-    fig = plotting.crosstalk(pd.read_csv(snakemake.input[0], sep="\t"), sample=snakemake.wildcards.sample)
-    plotting.save(fig, Path(snakemake.output.png).with_suffix(""))
+    fig = pl.crosstalk(pd.read_csv(snakemake.input[0], sep="\t"), sample=snakemake.wildcards.sample)
+    pl.save(fig, Path(snakemake.output.png).with_suffix(""))

@@ -1,4 +1,4 @@
-"""Thin adapter: the QC report figures (cscniche.plotting.qc_figures), each as PNG and PDF."""
+"""Thin adapter: the QC report figures (cscniche.pl.qc_figures), each as PNG and PDF."""
 
 import os
 import sys
@@ -9,16 +9,16 @@ os.environ["MPLBACKEND"] = "Agg"  # no display: draw to files only
 
 import pandas as pd
 
-from cscniche import plotting
+from cscniche import pl
 from cscniche._smk import step
 
 QC_COLUMNS = ["sample", "n_genes", "total_counts", "pct_counts_mt"]
 
 with step(snakemake):
-    figures = plotting.qc_figures(
+    figures = pl.qc_figures(
         pd.read_csv(snakemake.input.qc, sep="\t"),
         cells=pd.read_csv(snakemake.input.cells, sep="\t", usecols=lambda c: c in QC_COLUMNS),
         coverage=pd.read_csv(snakemake.input.coverage, sep="\t"),
     )
     for name, fig in figures.items():
-        plotting.save(fig, Path(snakemake.output[name]).with_suffix(""))
+        pl.save(fig, Path(snakemake.output[name]).with_suffix(""))

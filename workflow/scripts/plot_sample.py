@@ -1,4 +1,4 @@
-"""Thin adapter: the per-sample report figures (cscniche.plotting.sample_figures), each as PNG and PDF."""
+"""Thin adapter: the per-sample report figures (cscniche.pl.sample_figures), each as PNG and PDF."""
 
 import os
 import sys
@@ -10,15 +10,15 @@ os.environ["MPLBACKEND"] = "Agg"  # no display: draw to files only
 import anndata as ad
 import pandas as pd
 
-from cscniche import plotting
+from cscniche import pl
 from cscniche._smk import step
 
 with step(snakemake):
-    figures = plotting.sample_figures(
+    figures = pl.sample_figures(
         ad.read_h5ad(snakemake.input.h5ad),
         neighbours=pd.read_csv(snakemake.input.neighbours, sep="\t"),
         checkpoints=pd.read_csv(snakemake.input.checkpoints, sep="\t"),
         sample=snakemake.wildcards.sample,
     )
     for name, fig in figures.items():
-        plotting.save(fig, Path(snakemake.output[name]).with_suffix(""))
+        pl.save(fig, Path(snakemake.output[name]).with_suffix(""))

@@ -1,4 +1,4 @@
-"""Thin adapter: every QC-passed cell scored with the analysed sketch's fits (cscniche.stages.project)."""
+"""Thin adapter: every QC-passed cell scored with the analysed sketch's fits (cscniche.stemness.project)."""
 
 import sys
 from pathlib import Path
@@ -7,18 +7,19 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import stemness
+from cscniche._smk import section, step
+from cscniche._tables import GZIP
 
 with step(snakemake):
-    table = stages.project(
+    table = stemness.project(
         snakemake.input.qc,
         ad.read_h5ad(snakemake.input.sketch),
         sample=snakemake.wildcards.sample,
-        n_neighbors=snakemake.params.n_neighbors,
-        target_sum=snakemake.params.target_sum,
+        scoring=section(snakemake, "scoring"),
+        csc=section(snakemake, "csc"),
+        embedding=section(snakemake, "embedding"),
+        qc=section(snakemake, "qc"),
         seed=snakemake.params.seed,
-        **snakemake.params.scoring,
-        **snakemake.params.csc,
     )
-    table.to_csv(snakemake.output[0], sep="\t", index=False, compression=stages.GZIP)
+    table.to_csv(snakemake.output[0], sep="\t", index=False, compression=GZIP)

@@ -1,15 +1,14 @@
-"""Thin adapter: QC-filter the raw counts, streamed (cscniche.stages.qc_file)."""
+"""Thin adapter: QC-filter the raw counts, streamed (cscniche.preprocess.qc_file)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the cscniche library, uninstalled
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import preprocess
+from cscniche._smk import section, step
 
 with step(snakemake):
-    table = stages.qc_file(
-        snakemake.input[0], snakemake.output.h5ad, sample=snakemake.wildcards.sample, **snakemake.params.qc
-    )
+    qc = section(snakemake, "qc")
+    table = preprocess.qc_file(snakemake.input[0], snakemake.output.h5ad, sample=snakemake.wildcards.sample, qc=qc)
     table.to_csv(snakemake.output.table, sep="\t", index=False)

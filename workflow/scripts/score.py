@@ -1,4 +1,4 @@
-"""Thin adapter: signature scores, potency, stemness index and calibrated CSC call (cscniche.stages.score)."""
+"""Thin adapter: signature scores, potency, stemness index and calibrated CSC call (cscniche.stemness.score)."""
 
 import sys
 from pathlib import Path
@@ -7,15 +7,17 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # the csc
 
 import anndata as ad
 
-from cscniche import stages
-from cscniche._smk import step
+from cscniche import stemness
+from cscniche._smk import section, step
 
 with step(snakemake):
     adata = ad.read_h5ad(snakemake.input.h5ad)
-    params = dict(snakemake.params.scoring)
-    params["gene_sets"] = list(snakemake.input.gene_sets)
-    coverage = stages.score(
-        adata, sample=snakemake.wildcards.sample, seed=snakemake.params.seed, **params, **snakemake.params.csc
+    coverage = stemness.score(
+        adata,
+        sample=snakemake.wildcards.sample,
+        scoring=section(snakemake, "scoring", gene_sets=list(snakemake.input.gene_sets)),
+        csc=section(snakemake, "csc"),
+        seed=snakemake.params.seed,
     )
     coverage.to_csv(snakemake.output.coverage, sep="\t", index=False)
     info = adata.uns["cscniche"]

@@ -1,0 +1,287 @@
+"""The niche steps (rules ``neighbours``, ``nhood_enrichment``, ``checkpoints``, ``checkpoint_pseudobulk``,
+``niche_checkpoints``, ``crosstalk``, ``export``, ``patient_neighbours``): AnnData in, tables out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .._errors import InputError
+from .._params import CheckpointsParams, CrosstalkParams, EmbeddingParams, NeighboursParams
+from . import _checkpoints as _cp
+from . import _crosstalk as _ct
+from . import _graphs as _nb
+
+
+def neighbours(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    neighbours: NeighboursParams = NeighboursParams(),
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Immune-neighbour enrichment on the kNN graph and, when the sample has coordinates, in space.
+
+    Graphs: :func:`neighbourhood_graphs`; test: :func:`cscniche.niche._graphs.neighbour_enrichment`
+    (CSC labels permuted ``neighbours.n_permutations`` times within the malignant cells).
+
+    Returns
+    -------
+    One row per neighbourhood kind, group and immune cell type (observed, expected, log2 enrichment, p, FDR).
+    """
+    args = dict(
+        cell_type=adata.obs["cell_type"].to_numpy(),
+        compartment=adata.obs["compartment"].to_numpy(),
+        csc=adata.obs["csc"].to_numpy(),
+        malignant=adata.obs["malignant"].to_numpy(dtype=bool) if "malignant" in adata.obs else None,
+        sample=sample,
+        n_permutations=neighbours.n_permutations,
+        seed=seed,
+    )
+    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
+    tables = [_nb.neighbour_enrichment(adj, neighbourhood=kind, **args) for adj, kind in graphs]
+    return pd.concat(tables, ignore_index=True)
+
+
+def neighbourhood_graphs(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    neighbours: NeighboursParams = NeighboursParams(),
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    single: bool = False,
+) -> list[tuple[sparse.csr_matrix, str]]:
+    """A sample's neighbourhood graphs as ``(adjacency, kind)``: ``knn``, then ``spatial`` when it has coordinates.
+
+    ``knn`` is the expression kNN graph (``obsp['distances']``, :func:`cscniche.niche._graphs.knn_adjacency`);
+    ``spatial`` links each cell to its ``neighbours.spatial_k`` nearest cells, or to every cell within
+    ``neighbours.spatial_radius`` (:func:`cscniche.niche._graphs.spatial_adjacency`). Coordinates: the ``obs``
+    columns ``spatial_x``/``spatial_y`` when given (sample-sheet columns ``x_col``/``y_col``), else
+    ``obsm['spatial']``. ``single=True`` returns only one graph: the spatial one when there are coordinates,
+    else the kNN one.
+    """
+    try:
+        coords = _nb.spatial_coordinates(adata, x=spatial_x or None, y=spatial_y or None)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
+    graphs = []
+    if coords is None or not single:
+        graphs.append((_nb.knn_adjacency(adata.obsp["distances"]), "knn"))
+    if coords is not None:
+        adjacency = _nb.spatial_adjacency(coords, k=neighbours.spatial_k, radius=neighbours.spatial_radius)
+        graphs.append((adjacency, "spatial"))
+    return graphs
+
+
+def patient_neighbours(
+    adatas: list[ad.AnnData],
+    *,
+    patient: str,
+    neighbours: NeighboursParams = NeighboursParams(),
+    embedding: EmbeddingParams = EmbeddingParams(),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """kNN (transcriptional) neighbour enrichment over all samples of one patient on a shared embedding.
+
+    The samples are joined on their common genes and ComBat-corrected for sample
+    (:func:`cscniche.niche._graphs.shared_knn`, sized by ``embedding``); CSC labels are permuted within the
+    malignant cells of each sample.
+
+    Returns
+    -------
+    The :func:`neighbours` table with ``sample`` = the patient and ``neighbourhood`` = ``knn_shared``.
+    """
+    joint = _nb.shared_knn(
+        adatas,
+        batch_key="sample",
+        n_top_genes=embedding.n_top_genes,
+        n_pcs=embedding.n_pcs,
+        n_neighbors=embedding.n_neighbors,
+        seed=seed,
+    )
+    obs = joint.obs
+    return _nb.neighbour_enrichment(
+        _nb.knn_adjacency(joint.obsp["distances"]),
+        obs["cell_type"].astype(str).to_numpy(),
+        obs["compartment"].astype(str).to_numpy(),
+        obs["csc"].to_numpy(dtype=bool),
+        malignant=obs["malignant"].to_numpy(dtype=bool) if "malignant" in obs else None,
+        strata=obs["sample"].astype(str).to_numpy(),
+        sample=patient,
+        neighbourhood="knn_shared",
+        n_permutations=neighbours.n_permutations,
+        seed=seed,
+    )
+
+
+def nhood_enrichment(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    neighbours: NeighboursParams = NeighboursParams(),
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph.
+
+    Returns
+    -------
+    One row per pair of groups (z-score, counts) of :func:`cscniche.niche._graphs.squidpy_enrichment`.
+    """
+    [(adj, kind)] = neighbourhood_graphs(
+        adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y, single=True
+    )
+    return _nb.squidpy_enrichment(
+        adj,
+        adata.obs["group"].to_numpy(),
+        adata.obs["compartment"].to_numpy(),
+        sample=sample,
+        neighbourhood=kind,
+        n_permutations=neighbours.n_permutations,
+        seed=seed,
+    )
+
+
+def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
+    """Checkpoint expression per group (see :func:`cscniche.niche._checkpoints.checkpoint_table`).
+
+    ``genes``: the checkpoint gene table (default: the ``checkpoints.genes`` table).
+
+    Returns
+    -------
+    One row per group and checkpoint gene (mean expression, fraction expressing, CSC vs non-CSC contrast).
+    """
+    return _cp.checkpoint_table(adata, _cp.read_checkpoints(genes or CheckpointsParams().genes), sample=sample)
+
+
+def checkpoint_pseudobulk(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
+    """Summed raw counts per group and checkpoint gene (see :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
+
+    Returns
+    -------
+    One row per group and checkpoint gene (counts, cells, library size).
+    """
+    table = _cp.read_checkpoints(genes or CheckpointsParams().genes)
+    return _cp.checkpoint_pseudobulk(adata, table, sample=sample)
+
+
+def niche_checkpoints(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    genes: str | Path | None = None,
+    checkpoints: CheckpointsParams = CheckpointsParams(),
+    neighbours: NeighboursParams = NeighboursParams(),
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+) -> pd.DataFrame:
+    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph.
+
+    ``genes`` defaults to ``checkpoints.genes``; a type is tested with ``checkpoints.niche_min_cells`` cells.
+
+    Returns
+    -------
+    One row per neighbourhood kind, immune cell type and checkpoint gene (in vs out of the niche).
+    """
+    table = _cp.read_checkpoints(genes or checkpoints.genes)
+    csc = adata.obs["csc"].to_numpy(dtype=bool)
+    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
+    return pd.concat(
+        [
+            _cp.niche_checkpoint_table(
+                adata,
+                table,
+                _nb.csc_niche_members(adj, csc),
+                sample=sample,
+                neighbourhood=kind,
+                min_cells=checkpoints.niche_min_cells,
+            )
+            for adj, kind in graphs
+        ],
+        ignore_index=True,
+    )
+
+
+def crosstalk(
+    adata: ad.AnnData, *, sample: str, crosstalk: CrosstalkParams = CrosstalkParams(), seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference.
+
+    See :func:`cscniche.niche._crosstalk.crosstalk` (``crosstalk``: the config section).
+
+    Returns
+    -------
+    The crosstalk table (one row per sender, receiver and ligand-receptor pair) and the difference table.
+    """
+    return _ct.crosstalk(
+        adata,
+        sample=sample,
+        axes=list(crosstalk.axes),
+        n_permutations=crosstalk.n_permutations,
+        expr_prop=crosstalk.expr_prop,
+        min_cells=crosstalk.min_cells,
+        max_p=crosstalk.max_p,
+        seed=seed,
+    )
+
+
+CELL_COLUMNS = ["cell_id", "sample", "cell_type", "compartment", "n_genes"]
+
+
+def cells_table(adata: ad.AnnData) -> pd.DataFrame:
+    """The per-cell output table: ids, labels, scores, stemness, CSC flag, marker columns, UMAP and truth."""
+    obs = adata.obs
+    df = pd.DataFrame({"cell_id": adata.obs_names.astype(str)})
+    for c in [
+        "sample",
+        "cell_type",
+        "cell_type_source",
+        "compartment",
+        "n_genes",
+        "total_counts",
+        "pct_counts_mt",
+        "leiden",
+    ]:
+        if c in obs:
+            df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
+    prefixes = ("score_", "ucell_", "aucell_", "pearson_", "stemness_", "potency_", "mrnasi")
+    scores = [c for c in obs.columns if c.startswith(prefixes) and c not in ("stemness_pvalue", "stemness_resid")]
+    for c in ["malignant", "cnv_score", "n_detected"] + scores + ["stemness", "stemness_resid", "stemness_pvalue",
+              "csc_fdr", "csc", "group"]:  # fmt: skip
+        if c in obs or c in ("malignant", "stemness", "csc", "group"):
+            df[c] = obs[c].to_numpy()
+    for c in obs.columns:
+        if c.startswith(("expr_", "detected_", "truth_")):
+            df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()
+    for key, name in (("X_umap", "umap"), ("spatial", "spatial")):
+        if key in adata.obsm:
+            m = np.asarray(adata.obsm[key])
+            df[f"{name}_1"], df[f"{name}_2"] = m[:, 0], m[:, 1]
+    return df
+
+
+def export(
+    adata: ad.AnnData, *, neighbours: str | Path | None = None, checkpoints: str | Path | None = None
+) -> pd.DataFrame:
+    """Store the neighbour and checkpoint tables in ``uns['cscniche']`` and return :func:`cells_table`.
+
+    Sets
+    ----
+    ``uns['cscniche']['immune_neighbours']`` and ``uns['cscniche']['checkpoints']`` (when given).
+    """
+    info = adata.uns.setdefault("cscniche", {})
+    for key, path in (("immune_neighbours", neighbours), ("checkpoints", checkpoints)):
+        if path is not None:
+            table = pd.read_csv(path, sep="\t")
+            text = table.select_dtypes(include="object").columns
+            table[text] = table[text].fillna("").astype(str)
+            info[key] = table
+    return cells_table(adata)

@@ -1,0 +1,117 @@
+"""The preprocessing steps (rules ``qc``, ``embed``, ``annotate``): AnnData or paths in, AnnData/tables out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from .._errors import InputError
+from .._params import AnnotationParams, EmbeddingParams, QcParams, ScaleParams
+from . import _annotate as _ann
+from . import _embed as _emb
+from . import _qc
+
+
+def qc(adata: ad.AnnData, *, sample: str, qc: QcParams = QcParams()) -> tuple[ad.AnnData, pd.DataFrame]:
+    """QC-filter and log-normalise in memory.
+
+    Parameters
+    ----------
+    adata
+        Raw counts in ``X``.
+    sample
+        Sample id, written to the QC table.
+    qc
+        The ``qc`` config section (thresholds and ``target_sum``).
+
+    Returns
+    -------
+    The filtered, normalised AnnData and the one-row QC table.
+
+    Sets
+    ----
+    ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']``; ``layers['counts']`` (raw counts).
+    """
+    adata, table = _qc.qc_filter(adata, sample=sample, **qc.thresholds())
+    _emb.normalise(adata, target_sum=qc.target_sum)
+    return adata, table
+
+
+def qc_file(src: str | Path, dst: str | Path, *, sample: str, qc: QcParams = QcParams()) -> pd.DataFrame:
+    """QC-filter the raw counts of ``src`` into ``dst``, streamed (:func:`cscniche.preprocess._qc.qc_filter_file`).
+
+    ``dst`` keeps raw counts only; the embedding step normalises (``qc.target_sum``: see :func:`embed_sample`).
+
+    Returns
+    -------
+    The one-row QC table (cells and genes before and after, thresholds).
+    """
+    return _qc.qc_filter_file(src, dst, sample=sample, **qc.thresholds())
+
+
+def embed_sample(
+    path: str | Path,
+    *,
+    sample: str,
+    embedding: EmbeddingParams = EmbeddingParams(),
+    qc: QcParams = QcParams(),
+    scale: ScaleParams = ScaleParams(),
+    seed: int = 0,
+) -> ad.AnnData:
+    """Read the QC-passed counts (a uniform sketch of ``scale.max_cells`` when there are more), normalise, :func:`embed`.
+
+    Returns
+    -------
+    The analysed AnnData (log-normalised ``X``, raw ``layers['counts']``).
+
+    Sets
+    ----
+    Those of :func:`embed`, and ``uns['cscniche']['sketch']`` (cells read and in the file).
+    """
+    adata = _emb.read_for_analysis(path, sample=sample, max_cells=scale.max_cells, target_sum=qc.target_sum, seed=seed)
+    embed(adata, embedding=embedding, seed=seed)
+    return adata
+
+
+def embed(adata: ad.AnnData, *, embedding: EmbeddingParams = EmbeddingParams(), seed: int = 0) -> None:
+    """HVGs, PCA, kNN graph, Leiden clusters and UMAP, in place.
+
+    Sets
+    ----
+    ``var['highly_variable']``, ``obsm['X_pca']``, ``obsp['distances']``/``obsp['connectivities']``,
+    ``obs['leiden']`` and, with ``embedding.umap``, ``obsm['X_umap']``.
+    """
+    _emb.embed_and_cluster(adata, params=embedding, seed=seed)
+
+
+def annotate(
+    adata: ad.AnnData,
+    *,
+    cell_type_key: str | None = None,
+    markers: str | Path | None = None,
+    compartments: str | Path | None = None,
+) -> None:
+    """Cell types and compartments in place (author labels when ``cell_type_key``, else markers).
+
+    ``markers`` and ``compartments`` default to the ``annotation`` section's tables.
+
+    Sets
+    ----
+    ``obs['cell_type']``, ``obs['cell_type_source']``, ``obs['compartment']``.
+    """
+    markers = markers or AnnotationParams().markers
+    compartments = compartments or AnnotationParams().compartments
+    try:
+        _ann.assign_cell_types(
+            adata,
+            cell_type_key=cell_type_key or None,
+            markers=_ann.read_markers(markers),
+            rules=_ann.read_compartment_rules(compartments),
+        )
+    except ValueError as exc:
+        raise InputError(
+            f"cell typing failed: {exc}; name author labels in the sample-sheet column cell_type_key or fix the "
+            f"marker table '{markers}' (config annotation.markers)"
+        ) from None

@@ -1,0 +1,295 @@
+"""Malignant cells by inferred copy number: gene positions, infercnvpy, a per-sample threshold, agreement.
+
+Rule (also in the README): a cell is **malignant** when
+
+1. its lineage compartment allows it (``obs['compartment']`` in ``candidate_compartments``, default
+   ``malignant``: author labels or marker-based epithelial/hepatocyte-like clusters), and
+2. its CNV score is above the sample's threshold.
+
+The CNV profile of each cell is inferred with :func:`infercnvpy.tl.infercnv` on the log-normalised
+expression, ordered by genomic position, against the **reference cells** (compartments ``immune`` and
+``stromal``; each cell type is its own reference category). The reference cells are split at random (seeded)
+into a *baseline* half, used by infercnv as the normal expression, and a *held-out* half, scored like every
+other cell. A cell's CNV score is the mean squared CNV value over the genome windows, averaged over the cell
+and its expression kNN neighbours (``obsp['distances']``; smoothing reduces per-cell noise); the threshold is
+the ``quantile`` (default 0.99) of the held-out reference cells' scores, so about 1 % of normal cells would
+pass it. The threshold is learnt per sample.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .._params import CnvParams
+
+log = logging.getLogger(__name__)
+
+POSITION_COLUMNS = ("chromosome", "start", "end")
+#: the gene-position table shipped with the workflow (hg38, Bioconductor org.Hs.eg.db 3.16)
+DEFAULT_POSITIONS = "config/reference/gene_positions_hg38.tsv.gz"
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)
+
+
+def read_gene_positions(path: str | Path) -> pd.DataFrame:
+    """Gene positions indexed by symbol: columns chromosome (``chr1``...), start, end.
+
+    Accepts a GTF (``.gtf``/``.gtf.gz``; ``gene`` features, ``gene_name`` attribute) or a tab-separated table
+    with columns ``symbol``, ``chromosome``, ``start``, ``end`` (other columns ignored; the shipped
+    ``config/reference/gene_positions_hg38.tsv.gz`` and ``human_genes_hg38.tsv.gz`` have them).
+    Chromosome names get a ``chr`` prefix when they lack one; symbols present twice keep their first row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"gene-position file '{path}' not found (config key cnv.gene_positions)")
+    name = path.name.lower()
+    if name.endswith((".gtf", ".gtf.gz")):
+        rows = []
+        pat = re.compile(r'gene_name "([^"]+)"')
+        with _open_text(path) as fh:
+            for line in fh:
+                if line.startswith("#"):
+                    continue
+                f = line.rstrip("\n").split("\t")
+                if len(f) < 9 or f[2] != "gene":
+                    continue
+                m = pat.search(f[8])
+                if m:
+                    rows.append((m.group(1), f[0], int(f[3]), int(f[4])))
+        df = pd.DataFrame(rows, columns=["symbol", *POSITION_COLUMNS])
+    else:
+        df = pd.read_csv(path, sep="\t", dtype={"chromosome": str}, low_memory=False)
+        missing = {"symbol", *POSITION_COLUMNS} - set(df.columns)
+        if missing:
+            raise ValueError(f"gene-position table '{path}' lacks the columns {sorted(missing)}")
+        df = df[["symbol", *POSITION_COLUMNS]].dropna()
+    if df.empty:
+        raise ValueError(f"gene-position file '{path}' has no gene with a position")
+    chrom = df["chromosome"].astype(str)
+    df["chromosome"] = np.where(chrom.str.startswith("chr"), chrom, "chr" + chrom)
+    df["start"] = df["start"].astype(np.int64)
+    df["end"] = df["end"].astype(np.int64)
+    return df.drop_duplicates("symbol").set_index("symbol")
+
+
+def annotate_positions(
+    adata: ad.AnnData, positions: pd.DataFrame | None, *, min_genes: int = 500, sample: str | None = None
+) -> int:
+    """Write ``var['chromosome'|'start'|'end']`` from ``positions`` (genes already positioned keep theirs).
+
+    Returns the number of autosomal genes with a position; raises ValueError when fewer than ``min_genes``
+    (CNV inference over too few genes is noise).
+    """
+    var = adata.var
+    have = all(c in var.columns for c in POSITION_COLUMNS)
+    chrom = var["chromosome"].astype(object) if have else pd.Series(None, index=var.index, dtype=object)
+    start = var["start"] if have else pd.Series(np.nan, index=var.index)
+    end = var["end"] if have else pd.Series(np.nan, index=var.index)
+    if positions is not None:
+        todo = chrom.isna().to_numpy() & var.index.isin(positions.index)
+        hit = positions.reindex(var.index[todo])
+        chrom[todo] = hit["chromosome"].to_numpy()
+        start = start.astype(np.float64)
+        end = end.astype(np.float64)
+        start[todo] = hit["start"].to_numpy()
+        end[todo] = hit["end"].to_numpy()
+    adata.var["chromosome"] = chrom.to_numpy()
+    adata.var["start"] = pd.to_numeric(start).to_numpy()
+    adata.var["end"] = pd.to_numeric(end).to_numpy()
+    autosomal = chrom.notna() & ~chrom.isin(["chrX", "chrY", "chrM", "chrMT"])
+    n = int(autosomal.sum())
+    if n < min_genes:
+        who = f"sample '{sample}': " if sample else ""
+        raise ValueError(
+            f"{who}only {n} of {adata.n_vars} genes have an autosomal genomic position (minimum "
+            f"{min_genes}); give a GTF or gene table matching the gene symbols in cnv.gene_positions, "
+            "or lower cnv.min_genes_with_position"
+        )
+    return n
+
+
+def infer_cnv(
+    adata: ad.AnnData,
+    reference: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    window_size: int = 100,
+    step: int = 10,
+    dynamic_threshold: float | None = 1.5,
+    chunk_cells: int = 5000,
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """infercnvpy on ``X`` (log-normalised) against the ``reference`` cells (bool mask).
+
+    Returns X_cnv (cells x genome windows, CSR float32) and each cell's mean squared CNV over the windows
+    (from the float64 values).
+
+    ``groups`` (labels per cell) makes each reference group its own category (infercnvpy then treats a
+    gene as unchanged while it stays within the range of the reference groups' means).
+
+    infercnvpy densifies blocks of ``chunk_cells`` cells (its ``chunksize``) and sets each block's noise threshold
+    from that block; called on the whole sample it also copies every block up front and stacks every result,
+    which took 15 GB for a 100,000-cell sample of ~2,200 genes per cell. So it is called here block by block,
+    with the reference means computed once over the whole sample as infercnvpy computes them: the same blocks,
+    the same result (tested), and only one block in flight. The result is kept sparse (float32) as infercnvpy
+    returns it.
+    """
+    import infercnvpy as cnv
+
+    labels = np.asarray(groups if groups is not None else np.full(adata.n_obs, "reference"), dtype=object).astype(str)
+    cats = sorted(set(labels[reference]))
+    X = adata.X
+    ref_means = np.vstack([np.asarray(np.mean(X[reference & (labels == c), :], axis=0)) for c in cats])
+    parts, msq = [], []
+    for start in range(0, adata.n_obs, chunk_cells):
+        block = ad.AnnData(X[start : start + chunk_cells], var=adata.var)
+        _, res, _ = cnv.tl.infercnv(
+            block,
+            reference=ref_means,
+            window_size=window_size,
+            step=step,
+            dynamic_threshold=dynamic_threshold,
+            chunksize=chunk_cells,
+            n_jobs=1,
+            inplace=False,
+        )
+        res = sparse.csr_matrix(res, dtype=np.float64)
+        msq.append(np.asarray(res.multiply(res).sum(axis=1)).ravel() / res.shape[1])
+        parts.append(res.astype(np.float32))
+    return sparse.vstack(parts, format="csr"), np.concatenate(msq)
+
+
+def smooth_over_graph(values: np.ndarray, graph: sparse.spmatrix | None) -> np.ndarray:
+    """Mean of each cell's value and its graph neighbours' values (the graph's nonzero pattern)."""
+    if graph is None:
+        return np.asarray(values, dtype=np.float64)
+    g = sparse.csr_matrix(graph, copy=True)
+    g.data[:] = 1.0
+    g = g + sparse.identity(g.shape[0], format="csr")
+    g.data[:] = 1.0
+    deg = np.asarray(g.sum(axis=1)).ravel()
+    return np.asarray(g @ np.asarray(values, dtype=np.float64)).ravel() / deg
+
+
+def call_malignant(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    positions: pd.DataFrame | None = None,
+    params: CnvParams = CnvParams(),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """CNV-confirmed malignant cells, in place; returns the one-row agreement table.
+
+    ``params``: the ``cnv`` config section (compartments, threshold quantile, window, smoothing, ...);
+    ``params.enabled`` and ``params.gene_positions`` are read by the step (:func:`cscniche.stemness.cnv`).
+
+    Writes ``obs['cnv_score']``, ``obs['cnv_high']`` (score above the threshold, whatever the lineage),
+    ``obs['cnv_reference']`` (baseline | held_out | no), ``obs['malignant']`` (candidate compartment and
+    ``cnv_high``), ``obsm['X_cnv']`` and ``uns['cscniche']['cnv']``. With fewer than ``min_reference_cells``
+    reference cells the CNV step cannot be calibrated: the malignant set falls back to the candidate
+    compartment, with a warning and ``rule = compartment only`` in the table.
+    """
+    candidate_compartments, reference_compartments = params.candidate_compartments, params.reference_compartments
+    quantile, min_reference_cells = params.quantile, params.min_reference_cells
+    window_size, step, smooth = params.window_size, params.step, params.smooth
+    info = adata.uns.setdefault("cscniche", {})
+    comp = adata.obs["compartment"].astype(str).to_numpy()
+    candidate = np.isin(comp, list(candidate_compartments))
+    ref = np.isin(comp, list(reference_compartments))
+    n_pos = annotate_positions(adata, positions, min_genes=params.min_genes_with_position, sample=sample)
+    row = {
+        "sample": sample,
+        "n_cells": adata.n_obs,
+        "n_genes_with_position": n_pos,
+        "n_reference": int(ref.sum()),
+        "n_candidate": int(candidate.sum()),
+    }
+    if ref.sum() < min_reference_cells:
+        log.warning(
+            "sample %s: only %d reference (%s) cells; CNV cannot be calibrated, malignant = compartment %s",
+            sample,
+            ref.sum(),
+            "/".join(reference_compartments),
+            "/".join(candidate_compartments),
+        )
+        adata.obs["cnv_score"] = np.nan
+        adata.obs["cnv_high"] = False
+        adata.obs["cnv_reference"] = np.where(ref, "baseline", "no")
+        malignant = candidate
+        row.update(threshold=np.nan, rule="compartment only (too few reference cells)")
+    else:
+        rng = np.random.default_rng(seed)
+        ref_idx = np.flatnonzero(ref)
+        types = adata.obs["cell_type"].astype(str).to_numpy()
+        baseline = np.zeros(adata.n_obs, dtype=bool)
+        # split each reference cell type in halves so every type is in the baseline
+        for t in np.unique(types[ref_idx]):
+            idx = rng.permutation(ref_idx[types[ref_idx] == t])
+            baseline[idx[: max(1, (idx.size + 1) // 2)]] = True
+        held_out = ref & ~baseline
+        x_cnv, raw = infer_cnv(adata, baseline, groups=types, window_size=window_size, step=step)
+        graph = adata.obsp["distances"] if smooth and "distances" in adata.obsp else None
+        score = smooth_over_graph(raw, graph)
+        null = score[held_out] if held_out.sum() >= 5 else score[baseline]
+        thr = float(np.quantile(null, quantile))
+        high = score > thr
+        malignant = candidate & high
+        adata.obs["cnv_score"] = score
+        adata.obs["cnv_high"] = high
+        adata.obs["cnv_reference"] = np.where(baseline, "baseline", np.where(held_out, "held_out", "no"))
+        adata.obsm["X_cnv"] = x_cnv
+        row.update(
+            threshold=thr,
+            rule=f"compartment in {'/'.join(candidate_compartments)} and cnv_score > quantile {quantile:g} "
+            "of held-out reference cells",
+            n_cnv_high=int(high.sum()),
+            held_out_pass_fraction=float(high[held_out].mean()) if held_out.any() else np.nan,
+        )
+    adata.obs["malignant"] = malignant
+    row["n_malignant"] = int(malignant.sum())
+    row["n_candidate_rejected"] = int((candidate & ~malignant).sum())
+    src = adata.obs["cell_type_source"].astype(str).iloc[0] if "cell_type_source" in adata.obs and adata.n_obs else ""
+    row["labels"] = src
+    author = candidate  # the lineage labels' own malignant set (author or marker-based)
+    row.update(_agreement(malignant, author, prefix=""))
+    if "cnv_score" in adata.obs and adata.obs["cnv_high"].any():
+        row.update(_agreement(adata.obs["cnv_high"].to_numpy(dtype=bool), author, prefix="cnv_only_"))
+    table = pd.DataFrame([row])
+    info["cnv"] = table
+    log.info(
+        "sample %s: %d of %d candidate cells malignant by CNV (threshold %.4g)",
+        sample,
+        row["n_malignant"],
+        row["n_candidate"],
+        row.get("threshold", np.nan),
+    )
+    return table
+
+
+def _agreement(call: np.ndarray, label: np.ndarray, *, prefix: str) -> dict:
+    """Precision, recall, F1 and accuracy of ``call`` against ``label`` (both bool)."""
+    tp = int((call & label).sum())
+    fp = int((call & ~label).sum())
+    fn = int((~call & label).sum())
+    prec = tp / (tp + fp) if tp + fp else np.nan
+    rec = tp / (tp + fn) if tp + fn else np.nan
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else np.nan
+    return {
+        f"{prefix}tp": tp,
+        f"{prefix}fp": fp,
+        f"{prefix}fn": fn,
+        f"{prefix}precision": prec,
+        f"{prefix}recall": rec,
+        f"{prefix}f1": f1,
+        f"{prefix}accuracy": float((call == label).mean()) if call.size else np.nan,
+    }

@@ -1,0 +1,193 @@
+"""The stemness steps (rules ``cnv``, ``score``, ``project``): AnnData in, tables out, ``obs`` written in place."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._errors import InputError
+from .._params import CnvParams, CscParams, EmbeddingParams, QcParams, ScoringParams
+from . import _cnv
+from . import _score as _sc
+
+log = logging.getLogger(__name__)
+
+
+def cnv(adata: ad.AnnData, *, sample: str, cnv: CnvParams = CnvParams(), seed: int = 0) -> pd.DataFrame:
+    """Malignant cells by inferred copy number, in place (see :func:`cscniche.stemness._cnv.call_malignant`).
+
+    With ``cnv.enabled`` false the malignant set is the malignant compartment (no CNV).
+
+    Returns
+    -------
+    The one-row malignant-call table (threshold, counts, agreement with the lineage labels).
+
+    Sets
+    ----
+    ``obs['malignant']``, ``obs['cnv_score']`` (and ``obsm['X_cnv']`` when CNV runs).
+    """
+    if not cnv.enabled:
+        adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
+        adata.obs["cnv_score"] = np.nan
+        return pd.DataFrame([{"sample": sample, "rule": "compartment only (cnv.enabled is false)",
+                              "n_malignant": int(adata.obs["malignant"].sum())}])  # fmt: skip
+    positions = None
+    if cnv.gene_positions:
+        try:
+            positions = _cnv.read_gene_positions(cnv.gene_positions)
+        except ValueError as exc:
+            raise InputError(str(exc), sample=sample, path=str(cnv.gene_positions)) from None
+    try:
+        return _cnv.call_malignant(adata, sample=sample, positions=positions, params=cnv, seed=seed)
+    except ValueError as exc:
+        raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
+
+
+def score(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    scoring: ScoringParams = ScoringParams(),
+    csc: CscParams = CscParams(),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Signature scores (every method), potency, stemness index and the calibrated CSC call, in place.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised ``X`` with raw ``layers['counts']`` and ``obs['compartment']``.
+    sample
+        Sample id (tables and messages).
+    scoring, csc
+        The ``scoring`` and ``csc`` config sections.
+    seed
+        Seed of the control genes, random sets and pseudobulk methods.
+
+    Returns
+    -------
+    Signature coverage (one row per gene set: genes present, fraction).
+
+    Sets
+    ----
+    ``obs['<method>_<set>']`` per method and set (``score_``, ``ucell_``, ``aucell_``, ``pearson_``),
+    ``obs['stemness_<method>']``, ``obs['stemness']``, ``obs['potency_*']``, ``obs['*_resid']``,
+    ``obs['stemness_pvalue']``, ``obs['csc_fdr']``, ``obs['csc']``, ``obs['group']``, ``obs['expr_<marker>']``,
+    ``obs['detected_<marker>']``; ``uns['cscniche']``: ``signature_coverage``, ``stemness_sets``,
+    ``stemness_summary``, ``pseudobulk_scores``.
+    """
+    sets, stemness_sets = _gene_sets(scoring.gene_sets, scoring.stemness_sets)
+    methods = list(dict.fromkeys([*scoring.methods, scoring.stemness_method]))
+    if csc.rule == "fdr" and scoring.stemness_method == "mean" and scoring.mean_engine != "fast":
+        raise InputError("csc.rule 'fdr' with stemness_method 'mean' needs scoring.mean_engine 'fast'")
+    weights = None
+    if scoring.mrnasi_weights:
+        try:
+            weights = _sc.read_mrnasi_weights(scoring.mrnasi_weights)
+        except (ValueError, OSError) as exc:
+            raise InputError(str(exc), sample=sample, path=str(scoring.mrnasi_weights)) from None
+    try:
+        coverage = _sc.score_signatures(
+            adata,
+            sets,
+            min_fraction=scoring.min_fraction_present,
+            ctrl_size=scoring.ctrl_size,
+            seed=seed,
+            sample=sample,
+            methods=methods,
+            mean_engine=scoring.mean_engine,
+            ucell_max_rank=scoring.ucell_max_rank,
+            aucell_n_up=scoring.aucell_n_up,
+            pearson_theta=scoring.pearson_theta,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
+    coverage.insert(0, "sample", sample)
+    _sc.marker_expression(adata, scoring.markers)
+    if "malignant" not in adata.obs:
+        adata.obs["malignant"] = (adata.obs["compartment"] == "malignant").to_numpy()
+    indices = []
+    w = _sc.index_weights(adata.var_names, sets, stemness_sets, scoring.index_weighting)
+    for m in methods:
+        adata.obs[f"stemness_{m}"] = _sc.stemness_index(adata, stemness_sets, prefix=_sc.METHODS[m], weights=w)
+        indices.append(f"stemness_{m}")
+    adata.obs["stemness"] = adata.obs[f"stemness_{scoring.stemness_method}"]
+    try:
+        pot = _sc.potency(adata, weights=weights)
+    except ValueError as exc:
+        raise InputError(str(exc), sample=sample, path=str(scoring.mrnasi_weights)) from None
+    score_cols = [f"{_sc.METHODS[m]}_{s}" for m in methods for s in sets]
+    _sc.add_residuals(adata, score_cols + indices + ["stemness"] + pot[1:])
+    _sc.calibrate_stemness(
+        adata, sets, stemness_sets, method=scoring.stemness_method, n_random=csc.n_random_sets, seed=seed,
+        ucell_max_rank=scoring.ucell_max_rank, pearson_theta=scoring.pearson_theta, weights=w,
+    )  # fmt: skip
+    n_csc = _sc.call_csc(adata, quantile=csc.quantile, rule=csc.rule, alpha=csc.alpha)
+    info = adata.uns.setdefault("cscniche", {})
+    info["signature_coverage"] = coverage
+    info["stemness_sets"] = stemness_sets
+    info["stemness_summary"] = _sc.stemness_summary(
+        adata, sample=sample, markers=scoring.markers, indices=indices + pot
+    )
+    info["pseudobulk_scores"] = _sc.pseudobulk_scores(
+        adata, sets, sample=sample, methods=scoring.pseudobulk_methods, seed=seed
+    )
+    log.info("sample %s: %d CSC among %d malignant cells", sample, n_csc, int(adata.obs["malignant"].sum()))
+    return coverage
+
+
+def _gene_sets(gene_sets, stemness_sets) -> tuple[dict[str, list[str]], list[str]]:
+    """The signatures of the GMT files (a name defined twice is an error) and the checked stemness sets."""
+    sets: dict[str, list[str]] = {}
+    for path in gene_sets or ScoringParams().gene_sets:
+        for name, genes in _sc.read_gmt(path).items():
+            if name in sets:
+                raise InputError(f"gene set '{name}' is defined in more than one GMT file", path=str(path))
+            sets[name] = genes
+    stemness_sets = list(stemness_sets or sets)
+    unknown = [s for s in stemness_sets if s not in sets]
+    if unknown:
+        raise InputError(f"stemness_sets {unknown} are not in the gene-set files; known: {sorted(sets)}")
+    return sets, stemness_sets
+
+
+def project(
+    qc_path: str | Path,
+    sketch: ad.AnnData,
+    *,
+    sample: str,
+    scoring: ScoringParams = ScoringParams(),
+    csc: CscParams = CscParams(),
+    embedding: EmbeddingParams = EmbeddingParams(),
+    qc: QcParams = QcParams(),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every QC-passed cell of ``qc_path`` labelled, scored and called with the analysed ``sketch``'s fits.
+
+    See :mod:`cscniche.stemness._project`. Uses the ``scoring`` and ``csc`` sections as :func:`score` does,
+    ``embedding.n_neighbors`` (labels from the sketch's neighbours) and ``qc.target_sum``.
+
+    Returns
+    -------
+    One row per QC-passed cell (``cell_id``, ``sample``, labels, scores, ``csc``, ``in_sketch``).
+    """
+    from . import _project as _proj
+
+    sets, stemness_sets = _gene_sets(scoring.gene_sets, scoring.stemness_sets)
+    model = _proj.SketchModel(
+        sketch, sets, stemness_sets, methods=list(scoring.methods), stemness_method=scoring.stemness_method,
+        index_weighting=scoring.index_weighting, pearson_theta=scoring.pearson_theta,
+        ucell_max_rank=scoring.ucell_max_rank, aucell_n_up=scoring.aucell_n_up, n_neighbors=embedding.n_neighbors,
+        rule=csc.rule, n_random_sets=csc.n_random_sets, seed=seed,
+    )  # fmt: skip
+    table = _proj.project_cells(
+        qc_path, sketch, model, target_sum=qc.target_sum, alpha=csc.alpha, markers=scoring.markers
+    )
+    table.insert(1, "sample", sample)
+    n_out = int((~table["in_sketch"]).sum())
+    log.info("sample %s: %d cells (%d outside the sketch), %d CSC", sample, len(table), n_out, int(table["csc"].sum()))
+    return table

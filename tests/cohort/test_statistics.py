@@ -1,0 +1,140 @@
+"""Cross-patient statistics: per-patient effects first, planted effects found across patients, unplanted not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cscniche.cohort import _statistics as cohort
+
+
+def _nb_tables(n_patients=6, samples_per_patient=2, seed=0):
+    """Per-sample neighbour tables: Macrophage enriched around CSC in every patient, B random around 0."""
+    rng = np.random.default_rng(seed)
+    rows, sheet = [], []
+    for p in range(n_patients):
+        patient_shift = rng.normal(0, 0.3)
+        for s in range(samples_per_patient):
+            sample = f"P{p}_s{s}"
+            sheet.append({"sample": sample, "patient": f"P{p}"})
+            for t, eff in (("Macrophage", 1.2 + patient_shift), ("B", rng.normal(0, 0.5))):
+                for group in ("CSC", "nonCSC"):
+                    rows.append(
+                        {
+                            "sample": sample,
+                            "neighbourhood": "spatial",
+                            "group": group,
+                            "immune_type": t,
+                            "log2_enrichment": eff + rng.normal(0, 0.2) if group == "CSC" else -0.1,
+                            "note": "",
+                        }
+                    )
+    return pd.DataFrame(rows), pd.DataFrame(sheet)
+
+
+def test_planted_niche_found_across_patients_unplanted_not():
+    nb, sheet = _nb_tables()
+    eff, test = cohort.neighbour_effects(nb, cohort.patient_of(sheet))
+    assert len(eff) == 12 and set(eff["n_samples"]) == {2}  # 6 patients x 2 types, samples averaged
+    t = test.set_index("immune_type")
+    assert t.loc["Macrophage", "n_patients"] == 6
+    assert t.loc["Macrophage", "fdr"] < 0.05 and t.loc["Macrophage", "n_positive"] == 6
+    assert t.loc["Macrophage", "p_wilcoxon"] == pytest.approx(2 / 2**6)
+    assert t.loc["B", "fdr"] > 0.05
+
+
+def test_patients_are_the_replicates_not_cells_or_samples():
+    """One patient with many samples does not outweigh the others: its samples are averaged first."""
+    nb, sheet = _nb_tables(n_patients=2, samples_per_patient=1)
+    extra = nb[nb["sample"] == "P0_s0"].copy()
+    many = pd.concat([extra.assign(sample=f"P0_x{i}") for i in range(20)])
+    sheet = pd.concat([sheet, pd.DataFrame({"sample": [f"P0_x{i}" for i in range(20)], "patient": "P0"})])
+    eff, test = cohort.neighbour_effects(pd.concat([nb, many]), cohort.patient_of(sheet))
+    assert test["n_patients"].unique().tolist() == [2]
+    assert eff.loc[eff.patient == "P0", "n_samples"].unique().tolist() == [21]
+
+
+def test_missing_patient_means_own_patient_and_one_patient_gives_no_test():
+    sheet = pd.DataFrame({"sample": ["a", "b"], "patient": ["", "P1"]})
+    assert cohort.patient_of(sheet) == {"a": "a", "b": "P1"}
+    nb, _ = _nb_tables(n_patients=1, samples_per_patient=2)
+    _, test = cohort.neighbour_effects(nb, {"P0_s0": "P0", "P0_s1": "P0"})
+    assert test["p"].isna().all() and test["note"].str.contains("no test across patients").all()
+
+
+def test_noted_rows_are_left_out():
+    nb, sheet = _nb_tables(n_patients=3)
+    nb.loc[nb["sample"] == "P0_s0", "note"] = "no immune cells"
+    eff, _ = cohort.neighbour_effects(nb, cohort.patient_of(sheet))
+    assert eff.loc[eff.patient == "P0", "n_samples"].unique().tolist() == [1]
+
+
+def _pseudobulk(n_patients=5, seed=0):
+    """Per-sample pseudobulk: CD274 4x in CSC of every patient, CD47 unchanged; one patient lacks CSC."""
+    rng = np.random.default_rng(seed)
+    rows, sheet = [], []
+    for p in range(n_patients):
+        sample = f"s{p}"
+        sheet.append({"sample": sample, "patient": f"P{p}"})
+        groups = ("CSC", "nonCSC", "Macrophage") if p < n_patients - 1 else ("nonCSC", "Macrophage")
+        for g in groups:
+            lib = rng.integers(200_000, 400_000) if g == "CSC" else rng.integers(1_000_000, 3_000_000)
+            for gene, fold in (("CD274", 4.0), ("CD47", 1.0)):
+                rate = 50e-6 * (fold if g == "CSC" else 1.0) * np.exp(rng.normal(0, 0.1))
+                rows.append(
+                    {
+                        "sample": sample,
+                        "group": g,
+                        "gene": gene,
+                        "role": "tumour_ligand",
+                        "n_cells": 100,
+                        "counts": float(rng.poisson(rate * lib)),
+                        "library_size": float(lib),
+                    }
+                )
+    return pd.DataFrame(rows), pd.DataFrame(sheet)
+
+
+def test_pseudobulk_paired_test_over_patients():
+    pb, sheet = _pseudobulk()
+    eff, test, summed = cohort.pseudobulk_effects(pb, cohort.patient_of(sheet))
+    t = test.set_index("gene")
+    assert t.loc["CD274", "n_patients"] == 4  # the patient without CSC cannot be paired
+    assert t.loc["CD274", "mean_effect"] == pytest.approx(2.0, abs=0.3)  # log2(4)
+    assert t.loc["CD274", "fdr"] < 0.05 and t.loc["CD47", "fdr"] > 0.05
+    # sums are per patient x group: CPM recomputed from the raw sums
+    row = summed[(summed.patient == "P0") & (summed.group == "CSC") & (summed.gene == "CD274")].iloc[0]
+    src = pb[(pb["sample"] == "s0") & (pb.group == "CSC") & (pb.gene == "CD274")].iloc[0]
+    assert row["log2_cpm"] == pytest.approx(np.log2(src["counts"] / src["library_size"] * 1e6 + 1))
+    assert "Macrophage" in set(summed["group"])
+    assert eff["log2fc_csc_vs_noncsc"].notna().sum() == 8
+
+
+def test_cohort_statistics_returns_every_table():
+    nb, sheet = _nb_tables(n_patients=2, samples_per_patient=1)
+    pb, _ = _pseudobulk(n_patients=2)
+    pb["sample"] = pb["sample"].map({"s0": "P0_s0", "s1": "P1_s0"})
+    ct = pd.DataFrame(
+        {
+            "sample": ["P0_s0", "P1_s0"],
+            "ligand": "CD274",
+            "receptor": "PDCD1",
+            "target": "T_CD8",
+            "axis": "PD-L1/PD-1",
+            "score_diff": [0.4, 0.5],
+            "note": "",
+        }
+    )
+    out = cohort.cohort_statistics(neighbours=nb, pseudobulk=pb, crosstalk=ct, samples=sheet)
+    assert set(out) == {
+        "immune_neighbours_patients",
+        "immune_neighbours_test",
+        "crosstalk_patients",
+        "crosstalk_test",
+        "checkpoints_pseudobulk_patients",
+        "checkpoints_pseudobulk_test",
+        "checkpoints_pseudobulk_groups",
+    }
+    assert out["crosstalk_test"]["n_patients"].tolist() == [2]
+    assert out["crosstalk_test"]["note"].iloc[0].startswith("only 2 patients")

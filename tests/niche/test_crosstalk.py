@@ -1,0 +1,105 @@
+"""Ligand-receptor crosstalk through LIANA: planted CSC ligands found, checkpoint axes labelled, notes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cscniche.niche import _crosstalk as ct
+
+
+@pytest.fixture(scope="module")
+def demo_crosstalk(demo_processed):
+    return ct.crosstalk(demo_processed, sample="demo", n_permutations=200, seed=0)
+
+
+def test_columns_follow_the_contract(demo_crosstalk):
+    table, diff = demo_crosstalk
+    # the report (issue 9) plots these columns by name
+    assert {"ligand", "receptor", "source", "target", "score", "p", "axis"} <= set(table.columns)
+    assert list(table.columns) == ct.COLUMNS and list(diff.columns) == ct.DIFF_COLUMNS
+    assert set(table["source"]) == {"CSC", "nonCSC"}
+    assert {"Macrophage", "T_CD8", "NK", "MDSC_like"} <= set(table["target"])
+    assert not set(table["target"]) & {"CSC", "nonCSC", "Fibroblast", "Endothelial"}
+
+
+def test_every_checkpoint_axis_present_in_the_demo(demo_crosstalk):
+    table, _ = demo_crosstalk
+    # CD80/CD86 and MIF/CD74 are not in the demo's gene panel
+    expected = {a["axis"] for a in ct.DEFAULT_AXES} - {"CD80/CTLA-4", "CD86/CTLA-4", "MIF/CD74"}
+    assert expected <= set(table["axis"])
+    pvr = table[table["axis"] == "PVR/TIGIT"]
+    assert not pvr.empty and not pvr["in_consensus"].any()  # added to LIANA's resource for this run
+    assert table.loc[table["axis"] == "PD-L1/PD-1", "in_consensus"].all()
+
+
+def test_planted_csc_ligands_give_positive_differences(demo_crosstalk):
+    """The demo plants CD274 x3, CD47 x2.5, CD200 x3 in stem-like cells; PVR, NECTIN2, LGALS9 are not planted."""
+    _, diff = demo_crosstalk
+    by = diff.groupby("ligand").first()
+    for up in ("CD274", "CD47", "CD200"):
+        assert by.loc[up, "score_diff"] > 0.2 and by.loc[up, "fdr_diff"] < 0.05, up
+    smallest_planted = by.loc[["CD274", "CD47", "CD200"], "score_diff"].min()
+    for flat in ("PVR", "NECTIN2", "LGALS9"):
+        # planted genes take library share, so unplanted ones shift a little after normalisation: small, not zero
+        assert abs(by.loc[flat, "score_diff"]) < min(0.1, smallest_planted / 4), flat
+
+
+def test_random_csc_labels_give_no_difference(demo_processed):
+    """Unplanted: CSC labels drawn at random among malignant cells; no ligand reaches FDR < 0.05."""
+    a = demo_processed.copy()
+    group = a.obs["group"].astype(str).to_numpy()
+    mal = np.flatnonzero(np.isin(group, ["CSC", "nonCSC"]))
+    rng = np.random.default_rng(7)
+    group[mal] = "nonCSC"
+    group[rng.choice(mal, 120, replace=False)] = "CSC"
+    a.obs["group"] = group
+    _, diff = ct.crosstalk(a, sample="demo", n_permutations=200, seed=0)
+    per_ligand = diff.groupby("ligand")["fdr_diff"].first()
+    assert len(per_ligand) > 20 and (per_ligand < 0.05).sum() == 0
+
+
+def test_difference_is_half_the_ligand_mean_difference(demo_processed, demo_crosstalk):
+    """Cross-check against LIANA: its lr_means difference equals half our ligand-mean difference (tol 1e-5)."""
+    _, diff = demo_crosstalk
+    group = demo_processed.obs["group"].astype(str).to_numpy()
+    masks = np.vstack([group == "CSC", group == "nonCSC"])
+    ligands = ["CD274", "CD47", "HLA-E"]
+    m = ct.ligand_means(demo_processed.X, ligands, demo_processed.var_names, masks)
+    for j, lig in enumerate(ligands):
+        got = diff.loc[diff["ligand"] == lig, "score_diff"].to_numpy()
+        np.testing.assert_allclose(got, (m[0, j] - m[1, j]) / 2, atol=1e-5)
+
+
+def test_axis_matching_on_subunits():
+    axes = ct.DEFAULT_AXES
+    assert ct.axis_of("CD274", "PDCD1", axes) == "PD-L1/PD-1"
+    assert ct.axis_of("HLA-E", "KLRC1_KLRD1", axes) == "HLA-E/NKG2A"
+    assert ct.axis_of("MIF", "CD74_CXCR4", axes) == "MIF/CD74"
+    assert ct.axis_of("HLA-E", "CD8A", axes) == ""
+    assert ct.axis_of("CD274", "CD80", axes) == ""
+    res, added = ct.resource_with_axes(axes)
+    assert ("PVR", "TIGIT") in added and ("CD274", "PDCD1") not in added
+    assert len(res) == 4620 + len(added)
+
+
+def test_panel_spellings_are_renamed_for_the_resource():
+    import anndata as ad
+
+    a = ad.AnnData(np.zeros((2, 3), dtype=np.float32))
+    a.var_names = ["HLA.E", "CD274", "KLRC1"]
+    res = pd.DataFrame({"ligand": ["HLA-E", "CD274"], "receptor": ["KLRC1_KLRD1", "PDCD1"]})
+    assert list(ct._resource_names(a, res)) == ["HLA-E", "CD274", "KLRC1"]
+
+
+def test_no_immune_cells_gives_a_note(demo_processed):
+    a = demo_processed.copy()
+    a.obs["compartment"] = a.obs["compartment"].astype(str).replace({"immune": "other"})
+    table, diff = ct.crosstalk(a, sample="demo", n_permutations=10)
+    assert table["note"].tolist() == ["no immune cell type with at least 5 cells"]
+    assert diff["note"].tolist() == table["note"].tolist()
+    b = demo_processed.copy()
+    b.obs["group"] = b.obs["group"].astype(str).replace({"CSC": "nonCSC"})
+    table, _ = ct.crosstalk(b, sample="demo", n_permutations=10)
+    assert table["note"].iloc[0].startswith("fewer than 5 CSC")

@@ -1,0 +1,118 @@
+"""The report: the demo workflow, then `snakemake --report`; every figure is in results/ (PNG and PDF) and in
+the report (HTML and zip), non-empty; a sample without coordinates gets the placeholder tissue map."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import zipfile
+
+import matplotlib.image as mpimg
+import pytest
+import yaml
+from conftest import ROOT, run_snakemake
+
+from cscniche import pl as plotting
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = ("demo_p1", "flat")
+
+
+def _not_blank_png(data: bytes) -> bool:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(io.BytesIO(data), format="png")
+    return float(img[..., :3].std()) > 0.01
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """Demo p1 (spatial, marker annotation) and a smaller demo without coordinates ('flat'), then both reports."""
+    from cscniche.demo import DEFAULT_SIZES, make_demo
+    from cscniche.stemness._score import read_gmt
+
+    wd = tmp_path_factory.mktemp("report")
+    flat = make_demo(
+        seed=3,
+        sizes={k: max(30, v // 3) for k, v in DEFAULT_SIZES.items()},
+        gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt"),
+    )
+    del flat.obsm["spatial"]
+    flat.write_h5ad(wd / "flat.h5ad")
+    (wd / "samples.tsv").write_text(
+        "sample\tpath\tformat\tcell_type_key\n"
+        "demo_p1\tresources/demo/demo_p1.h5ad\th5ad\t\n"
+        "flat\tflat.h5ad\th5ad\ttruth_cell_type\n"
+    )
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["samples"] = "samples.tsv"
+    cfg["neighbours"]["n_permutations"] = 200  # speed; the statistics are tested elsewhere
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    args = ("--configfile", str(wd / "config.yaml"))
+    run_snakemake(wd, *args, "--cores", "2")
+    run_snakemake(wd, *args, "--report", "report.html")
+    run_snakemake(wd, *args, "--report", "report.zip")
+    return wd
+
+
+def _expected_figures() -> list[str]:
+    out = [f"results/{s}/figures/{f}" for s in SAMPLES for f in (*plotting.SAMPLE_FIGURES, "crosstalk")]
+    out += [f"results/cohort/figures/{f}" for f in plotting.COHORT_FIGURES + plotting.QC_FIGURES]
+    return out
+
+
+def test_every_figure_is_written_as_png_and_pdf(report_run):
+    for stem in _expected_figures():
+        png, pdf = report_run / f"{stem}.png", report_run / f"{stem}.pdf"
+        assert _not_blank_png(png.read_bytes()), png
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000, pdf
+    versions = (report_run / "results/report/software_versions.tsv").read_text()
+    assert "scanpy\t" in versions and "snakemake\t" in versions
+    used = yaml.safe_load((report_run / "results/report/config.yaml").read_text())
+    assert used["samples"] == "samples.tsv" and used["neighbours"]["n_permutations"] == 200
+
+
+def test_html_report_embeds_every_figure_with_caption_and_category(report_run):
+    html = (report_run / "report.html").read_text()
+    embedded = {}
+    for m in re.finditer(r'"(results/[^"]+\.png)": (\{.*?"data_uri": "data:image/png;[^,]*base64,[^"]+"\})', html):
+        entry = json.loads(m.group(2))
+        embedded[m.group(1)] = entry
+    assert set(embedded) == {f"{s}.png" for s in _expected_figures()}
+    for path, entry in embedded.items():
+        data = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+        assert _not_blank_png(data), path
+        assert entry["caption"].strip(), path  # every figure has its caption
+    assert embedded["results/flat/figures/tissue_map.png"]["labels"] == {
+        "sample": "flat",
+        "figure": "Tissue map: CSC and immune cells",
+    }
+    for category in ("Per sample", "Cohort", "QC", "Software and configuration"):
+        assert f'"{category}"' in html, category
+    for name in ("software_versions.html", "software_versions.tsv", "config.yaml"):
+        assert f'"results/report/{name}"' in html, name
+
+
+def test_zip_report_holds_every_figure_non_empty(report_run):
+    with zipfile.ZipFile(report_run / "report.zip") as z:
+        pngs = [i for i in z.infolist() if i.filename.endswith(".png")]
+        names = sorted(i.filename.rsplit("/", 1)[1] for i in pngs)
+        expected = sorted(f"{p.rsplit('/', 1)[1]}.png" for p in _expected_figures())
+        assert names == expected
+        for i in pngs:
+            assert _not_blank_png(z.read(i)), i.filename
+
+
+def test_sample_without_coordinates_gets_the_placeholder_tissue_map(report_run):
+    import anndata as ad
+
+    flat = ad.read_h5ad(report_run / "results/flat/scored.h5ad", backed="r")
+    assert "spatial" not in flat.obsm
+    spatial = (report_run / "results/demo_p1/figures/tissue_map.png").stat().st_size
+    placeholder = (report_run / "results/flat/figures/tissue_map.png").stat().st_size
+    assert placeholder < spatial / 4  # a text panel, not a map of thousands of cells
+    log = (report_run / "logs/flat/plot_sample.log").read_text()
+    assert "sample 'flat': no spatial coordinates (obsm['spatial']); the tissue map is a placeholder" in log
+    assert "no spatial coordinates" not in (report_run / "logs/demo_p1/plot_sample.log").read_text()
