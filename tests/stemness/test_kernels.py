@@ -16,6 +16,7 @@ import scanpy as sc
 from scipy import sparse, stats
 
 from cscniche.stemness._score import pseudobulk_scores
+from cscniche.stemness.kernels import _common
 from cscniche.stemness.kernels import _methods as m
 
 
@@ -248,7 +249,7 @@ def test_ucell_kernel_matches_rankdata_per_row(awkward, dtype, max_rank, scan_ma
     X, Xd, sets = awkward
     X = X.astype(dtype)
     before = X.copy()
-    monkeypatch.setattr(m, "_SCAN_MAX", scan_max)
+    monkeypatch.setattr(_common, "_SCAN_MAX", scan_max)
     ref, ref_gain = _ucell_reference(Xd.astype(dtype), sets, max_rank)
     got = m.ucell(X, sets, max_rank=max_rank)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
@@ -316,7 +317,7 @@ def test_aucell_kernel_matches_rankdata_per_row(awkward, dtype, n_up, scan_max, 
     (summed), an empty row, a row of zeros / NaN, rows with fewer than ``n_up`` values; dense input too."""
     X, Xd, sets = awkward
     X = X.astype(dtype)
-    monkeypatch.setattr(m, "_SCAN_MAX", scan_max)
+    monkeypatch.setattr(_common, "_SCAN_MAX", scan_max)
     sets = sets + [[0, 0, 1]]  # a gene twice in a set counts twice (as its weight 2)
     for key in (None, np.random.default_rng(5).permutation(X.shape[1])):
         ref = _aucell_reference(Xd.astype(dtype), sets, n_up, np.arange(X.shape[1]) if key is None else key)
@@ -334,7 +335,7 @@ def test_aucell_kernel_matches_rankdata_on_log_counts(data, scan_max, monkeypatc
     X.data[::211] = np.nan
     Xd = X.toarray()
     key = np.random.default_rng(1).permutation(X.shape[1])
-    monkeypatch.setattr(m, "_SCAN_MAX", scan_max)
+    monkeypatch.setattr(_common, "_SCAN_MAX", scan_max)
     nnz = np.diff(X.indptr)
     mid = int(np.median(nnz)) + 1
     assert (nnz < mid - 1).any() and (nnz >= mid - 1).any()
