@@ -1,0 +1,89 @@
+"""The planted-tumour generator itself (fast), and, marked slow, the library evaluated on it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import planted  # noqa: E402
+
+
+def _need_reference():
+    if not planted.GENES_TSV.exists():
+        reason = f"shared data not available: {planted.GENES_TSV} is absent (gene symbols and positions)"
+        print(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def tumour():
+    _need_reference()
+    return planted.planted_tumour(n_cells=2000, n_genes=3000, seed=1)
+
+
+def _norm_log(a):
+    X = a.X.toarray()
+    return np.log1p(X / X.sum(axis=1, keepdims=True) * 1e4)
+
+
+def test_shape_labels_and_truth(tumour):
+    a = tumour
+    assert a.n_obs == 2000 and a.n_vars == 3000
+    assert a.var_names.is_unique and {"PROM1", "THY1", "CD44", "EPCAM", "STAT1", "FOS", "MKI67"} <= set(a.var_names)
+    assert np.all(a.X.data == np.round(a.X.data))
+    mal = a.obs["truth_malignant"].to_numpy()
+    assert set(a.obs.loc[mal, "celltype_major"]) == {"Cancer Epithelial"}
+    assert {"T cells", "Myeloid", "B cells", "CAFs", "Endothelial"} <= set(a.obs["celltype_major"])
+    shares = a.obs.loc[mal, "truth_program"].value_counts(normalize=True)
+    for p in ["stem", "IFN", "IEG", "cycling"]:
+        assert 0.08 <= shares[p] <= 0.12
+    assert (a.obs["truth_stem"] == (a.obs["truth_program"] == "stem")).all()
+
+
+def test_clonal_cnv_present(tumour):
+    a = tumour
+    X = a.X.toarray()
+    N = X / X.sum(axis=1, keepdims=True)
+    mal = a.obs["truth_malignant"].to_numpy()
+    f = a.uns["planted"]["cnv_factor"]
+    gained, lost, neutral = f > 1, f < 1, f == 1
+    assert gained.sum() > 50 and lost.sum() > 50
+    ok = N.mean(axis=0) > 0
+    d = np.log(N[mal].mean(axis=0) + 1e-9) - np.log(N[~mal].mean(axis=0) + 1e-9)  # malignant vs reference, per gene
+    centre = np.median(d[neutral & ok])
+    g, lo = np.median(d[gained & ok]) - centre, np.median(d[lost & ok]) - centre
+    print(f"malignant / reference mean expression, median log ratio over genes: gained arms {g:+.3f}, lost {lo:+.3f} "
+          f"(planted {np.log(1.5):+.3f}, {np.log(0.5):+.3f})")  # fmt: skip
+    assert g > 0.25 and lo < -0.4
+    # clonal: per cell, mean log-expression of gained-arm genes minus lost-arm genes, above the reference median
+    L = np.log1p(N * 1e4)
+    cell = L[:, gained].mean(axis=1) - L[:, lost].mean(axis=1)
+    share = np.mean(cell[mal] > np.median(cell[~mal]))
+    print(f"malignant cells with a gained-minus-lost arm score above the reference median: {share:.3f}")
+    assert share > 0.9
+
+
+def test_programs_and_stem_raised(tumour):
+    a = tumour
+    L = _norm_log(a)
+    prog = a.obs["truth_program"].astype(str).to_numpy()
+    idx = {g: i for i, g in enumerate(a.var_names)}
+    sets = dict(a.uns["planted"]["programs"], stem=a.uns["planted"]["stem_genes"])
+    for p, genes in sets.items():
+        cols = [idx[g] for g in genes]
+        diff = L[prog == p][:, cols].mean() - L[prog == "none"][:, cols].mean()
+        print(f"{p}: mean log-expression of its genes, program cells minus unprogrammed malignant cells {diff:+.3f}")
+        assert diff > 0.4
+
+
+@pytest.mark.slow
+def test_library_on_planted_tumour():
+    """Prints the numbers of :func:`planted.evaluate` (minutes); asserts only that the replay of the library's
+    control indices reproduces its p-values and that the run completes."""
+    _need_reference()
+    out = planted.evaluate(planted.planted_tumour(seed=0), n_random=1000)
+    assert out["replay_matches_library_p"]
