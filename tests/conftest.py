@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the tables shipped with the library (src/cscniche/data), as the config defaults name them (cscniche:<name>)
+DATA = ROOT / "src" / "cscniche" / "data"
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -29,7 +31,7 @@ def demo_raw():
     from cscniche.demo import make_demo
     from cscniche.stemness._score import read_gmt
 
-    return make_demo(seed=1, gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt"))
+    return make_demo(seed=1, gene_sets=read_gmt(DATA / "genesets/csc_signatures.gmt"))
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +41,8 @@ def demo_processed(demo_raw):
 
     adata, _ = cn.preprocess.qc(demo_raw.copy(), sample="demo")
     cn.preprocess.embed(adata, embedding=cn.EmbeddingParams(umap=False))
-    cn.preprocess.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
-    cn.stemness.score(
-        adata, sample="demo", scoring=cn.ScoringParams(gene_sets=(ROOT / "config/genesets/csc_signatures.gmt",))
-    )
+    cn.preprocess.annotate(adata, markers=DATA / "markers.tsv", compartments=DATA / "compartments.tsv")
+    cn.stemness.score(adata, sample="demo", scoring=cn.ScoringParams(gene_sets=(DATA / "genesets/csc_signatures.gmt",)))
     return adata
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import yaml
-from conftest import ROOT, run_snakemake
+from conftest import DATA, ROOT, run_snakemake
 from scipy import sparse
 
 from cscniche import InputError
@@ -40,9 +40,7 @@ def _small() -> ad.AnnData:
     from cscniche.stemness._score import read_gmt
 
     sizes = {k: max(20, v // 6) for k, v in DEFAULT_SIZES.items()}
-    return make_demo(
-        seed=3, sizes=sizes, n_background=600, gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt")
-    )
+    return make_demo(seed=3, sizes=sizes, n_background=600, gene_sets=read_gmt(DATA / "genesets/csc_signatures.gmt"))
 
 
 def small() -> ad.AnnData:
@@ -86,7 +84,7 @@ def _mouse_case(g: str) -> str:
 def _no_signature_genes() -> ad.AnnData:
     from cscniche.stemness._score import read_gmt
 
-    genes = {g for s in read_gmt(ROOT / "config/genesets/csc_signatures.gmt").values() for g in s}
+    genes = {g for s in read_gmt(DATA / "genesets/csc_signatures.gmt").values() for g in s}
     a = small()
     return a[:, ~a.var_names.isin(genes)].copy()
 
@@ -415,7 +413,7 @@ CONFIG_FILE_CASES = {
     "annotation.compartments": ("annotation", {"compartments": "nope/compartments.tsv"}, "nope/compartments.tsv"),
     "scoring.gene_sets": (
         "scoring",
-        {"gene_sets": ["config/genesets/csc_signatures.gmt", "config/genesets/nope.gmt"]},
+        {"gene_sets": ["cscniche:genesets/csc_signatures.gmt", "config/genesets/nope.gmt"]},
         "config/genesets/nope.gmt",
     ),
     "scoring.mrnasi_weights": ("scoring", {"mrnasi_weights": "weights.tsv"}, "weights.tsv"),
@@ -452,8 +450,8 @@ def test_config_files_resolved_to_the_workflow_copy_and_optional_ones_skipped(tm
     cfg["cnv"].update(enabled=False, gene_positions="unused.gtf")  # not needed without CNV
     check_config_files(cfg, ROOT)
     assert cfg["annotation"]["markers"] == "markers.tsv"
-    assert cfg["annotation"]["compartments"] == str(ROOT / "config/compartments.tsv")
-    assert cfg["scoring"]["gene_sets"] == [str(ROOT / "config/genesets/csc_signatures.gmt")]
+    assert cfg["annotation"]["compartments"] == str(DATA / "compartments.tsv")
+    assert cfg["scoring"]["gene_sets"] == [str(DATA / "genesets/csc_signatures.gmt")]
     assert cfg["genes"]["map"] == "" and cfg["scoring"]["mrnasi_weights"] == ""  # empty: not used
     cfg["annotation"]["markers"] = str(tmp_path)
     with pytest.raises(InputError, match="config key 'annotation.markers': file '.*' is a folder, not a file"):

@@ -133,8 +133,8 @@ class AnnotationParams(Params):
     """``annotation``: the marker table and the compartment rules."""
 
     section: ClassVar[str] = "annotation"
-    markers: str = "config/markers.tsv"
-    compartments: str = "config/compartments.tsv"
+    markers: str = "cscniche:markers.tsv"
+    compartments: str = "cscniche:compartments.tsv"
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class ScoringParams(Params):
     """``scoring``: gene sets, scoring methods and the stemness index."""
 
     section: ClassVar[str] = "scoring"
-    gene_sets: tuple[str, ...] = ("config/genesets/csc_signatures.gmt",)
+    gene_sets: tuple[str, ...] = ("cscniche:genesets/csc_signatures.gmt",)
     stemness_sets: tuple[str, ...] = ("CSC_MARKERS", "WNT_BETA_CATENIN", "NOTCH", "IL6_JAK_STAT3")
     min_fraction_present: float = 0.25
     ctrl_size: int = 50
@@ -175,7 +175,7 @@ class CnvParams(Params):
 
     section: ClassVar[str] = "cnv"
     enabled: bool = True
-    gene_positions: str = "config/reference/gene_positions_hg38.tsv.gz"
+    gene_positions: str = "cscniche:reference/gene_positions_hg38.tsv.gz"
     candidate_compartments: tuple[str, ...] = ("malignant",)
     reference_compartments: tuple[str, ...] = ("immune", "stromal")
     quantile: float = 0.99
@@ -201,7 +201,7 @@ class CheckpointsParams(Params):
     """``checkpoints``: the checkpoint gene table and the niche test's smallest group."""
 
     section: ClassVar[str] = "checkpoints"
-    genes: str = "config/checkpoints.tsv"
+    genes: str = "cscniche:checkpoints.tsv"
     niche_min_cells: int = 3
 
 

@@ -33,6 +33,18 @@ except ImportError:  # loaded by path from the Snakefile, outside the package
     _spec.loader.exec_module(_mod)
     InputError = _mod.InputError
 
+#: config values naming a table shipped in the package's data/ folder (:mod:`cscniche._resources`)
+PREFIX = "cscniche:"
+
+
+def bundled(name: str) -> Path:
+    """The shipped table ``name``: the package's ``data/`` folder beside this file (also when loaded by path)."""
+    path = Path(__file__).with_name("data") / name
+    if not path.is_file():
+        raise FileNotFoundError(name)
+    return path
+
+
 #: sample-sheet paths that the workflow itself produces (the demo) or fetches (scheme://...)
 GENERATED = re.compile(r"^(resources/|[A-Za-z][A-Za-z0-9+.-]*://)")
 
@@ -112,8 +124,14 @@ CONFIG_FILES = (
 def resolve_path(path: str, workflow_dir: str | Path) -> str:
     """A config path as given when it exists (relative to the working directory), else the workflow's own copy.
 
-    So the shipped defaults (``config/markers.tsv``, ...) work when the pipeline runs in another directory.
+    ``cscniche:<name>`` is a table shipped with the library (:mod:`cscniche._resources`), e.g. the default
+    ``cscniche:markers.tsv``; its absolute path is returned so Snakemake can track it as an input.
     """
+    if str(path).startswith(PREFIX):
+        try:
+            return str(bundled(str(path)[len(PREFIX) :]))
+        except FileNotFoundError:
+            return str(path)  # reported by check_config_files as a missing file
     p = Path(path)
     if p.is_absolute() or p.exists() or not (Path(workflow_dir) / p).exists():
         return str(p)

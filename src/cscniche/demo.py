@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-#: marker genes per demo cell type (names match ``config/markers.tsv``)
+#: marker genes per demo cell type (names match ``cscniche:markers.tsv``)
 TYPE_MARKERS = {
     "Malignant": [
         "EPCAM",

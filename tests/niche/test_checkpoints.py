@@ -6,14 +6,14 @@ import logging
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import DATA
 
 import cscniche as cn
 from cscniche.niche._checkpoints import COLUMNS
 
 
 def test_planted_checkpoint_changes_recovered(demo_processed):
-    df = cn.niche.checkpoints(demo_processed, sample="demo", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.checkpoints(demo_processed, sample="demo", genes=DATA / "checkpoints.tsv")
     assert list(df.columns) == COLUMNS
     per_gene = df.drop_duplicates("gene").set_index("gene")
     for up in ("CD274", "CD47", "CD200"):
@@ -90,7 +90,7 @@ def test_niche_checkpoints_find_planted_immune_change(tmp_path):
 def test_niche_checkpoints_without_immune_cells_say_so(tmp_path):
     a, _ = _tiny()
     a.obs["compartment"] = a.obs["compartment"].replace({"immune": "stromal"})
-    df = cn.niche.niche_checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.niche_checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert df["note"].tolist() == ["no immune cells"]
 
 
@@ -98,9 +98,7 @@ def test_pseudobulk_sums_raw_counts():
     import numpy as np
 
     a, _ = _tiny()
-    df = cn.niche.checkpoint_pseudobulk(a, sample="s", genes=ROOT / "config/checkpoints.tsv").set_index(
-        ["group", "gene"]
-    )
+    df = cn.niche.checkpoint_pseudobulk(a, sample="s", genes=DATA / "checkpoints.tsv").set_index(["group", "gene"])
     counts = a.layers["counts"].toarray()
     csc = a.obs["group"].to_numpy() == "CSC"
     assert df.loc[("CSC", "PDCD1"), "counts"] == counts[csc, 0].sum()
@@ -112,7 +110,7 @@ def test_pseudobulk_sums_raw_counts():
 
 def test_checkpoint_table_finds_dotted_hla_names():
     a, _ = _tiny()
-    df = cn.niche.checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert {"HLA-A", "B2M", "CD274", "PDCD1"} <= set(df["gene"])
 
 
@@ -131,7 +129,7 @@ def test_checkpoint_table_has_the_same_columns_in_every_case(groups, note):
     for old, new in groups.items():
         a.obs["group"] = a.obs["group"].replace(old, new)
     a.obs["compartment"] = a.obs["compartment"].where(a.obs["group"] != "Macrophage", "immune")
-    df = cn.niche.checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert list(df.columns) == COLUMNS and COLUMNS[-1] == "note"
     assert len(df) > 0 and (df["note"] == note).all(), df["note"].unique()
     assert df["log2fc_csc_vs_noncsc"].notna().any() == (note == "")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, shared_file
+from conftest import DATA, shared_file
 
 from cscniche.preprocess._annotate import compartment_of, read_compartment_rules, read_markers
 
-RULES = read_compartment_rules(ROOT / "config/compartments.tsv")
+RULES = read_compartment_rules(DATA / "compartments.tsv")
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_compartment_rules(label, compartment):
 
 
 def test_every_marker_type_keeps_its_compartment_under_the_rules():
-    markers = read_markers(ROOT / "config/markers.tsv")
+    markers = read_markers(DATA / "markers.tsv")
     got = compartment_of(markers["cell_type"], RULES).to_numpy()
     np.testing.assert_array_equal(got, markers["compartment"].to_numpy())
 

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import sparse
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "src" / "cscniche" / "data"
 SHARED = ROOT.parent / "shared" / "data"
 GENES_TSV = SHARED / "reference" / "human_genes_hg38.tsv.gz"
 GMT_CANDIDATES = [
@@ -232,8 +233,8 @@ def _library_pipeline(adata: ad.AnnData, *, sample: str, n_random: int, seed: in
     stages = _lib("stages")
     a, _ = stages.qc(adata.copy(), sample=sample)
     stages.embed(a, umap=False, seed=seed)
-    stages.annotate(a, cell_type_key="celltype_major", markers=ROOT / "config/markers.tsv",
-                    compartments=ROOT / "config/compartments.tsv")  # fmt: skip
+    stages.annotate(a, cell_type_key="celltype_major", markers=DATA / "markers.tsv",
+                    compartments=DATA / "compartments.tsv")  # fmt: skip
     stages.cnv(a, sample=sample, gene_positions=GENES_TSV, seed=seed, enabled=cnv)
     stages.score(a, sample=sample, gene_sets=[_gmt_path()], n_random_sets=n_random, seed=seed,
                  methods=("mean",), pseudobulk_methods=())  # fmt: skip

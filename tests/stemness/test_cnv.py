@@ -7,14 +7,14 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, shared_file
+from conftest import DATA, shared_file
 
 import cscniche as cn
 from cscniche import InputError
 from cscniche.demo import CNV_EVENTS, make_demo
 from cscniche.stemness._cnv import annotate_positions, read_gene_positions
 
-SHIPPED = ROOT / "config/reference/gene_positions_hg38.tsv.gz"
+SHIPPED = DATA / "reference/gene_positions_hg38.tsv.gz"
 DEMO_CNV = cn.CnvParams(gene_positions="")  # the demo genes carry their own (synthetic) positions
 
 
@@ -22,7 +22,7 @@ def _prepared(seed=1, cnv=True, **kw):
     a = make_demo(seed=seed, cnv=cnv, **kw)
     a, _ = cn.preprocess.qc(a, sample="d")
     cn.preprocess.embed(a, embedding=cn.EmbeddingParams(umap=False))
-    cn.preprocess.annotate(a, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
+    cn.preprocess.annotate(a, markers=DATA / "markers.tsv", compartments=DATA / "compartments.tsv")
     return a
 
 
@@ -117,8 +117,8 @@ def test_wu_cnv_call_agrees_with_author_labels():
     cn.preprocess.annotate(
         a,
         cell_type_key="celltype_major",
-        markers=ROOT / "config/markers.tsv",
-        compartments=ROOT / "config/compartments.tsv",
+        markers=DATA / "markers.tsv",
+        compartments=DATA / "compartments.tsv",
     )
     table = cn.stemness.cnv(a, sample="wu", cnv=cn.CnvParams(gene_positions=str(SHIPPED))).iloc[0]
     author = (a.obs["cell_type"] == "Cancer Epithelial").to_numpy()

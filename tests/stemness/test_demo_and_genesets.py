@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import ROOT, shared_file
+from conftest import DATA, shared_file
 
 from cscniche.demo import PLANTED_STEM, make_demo
 from cscniche.stemness._score import read_gmt
@@ -29,7 +29,7 @@ def test_planted_genes_are_raised_in_stem_cells():
 
 def test_hallmark_sets_match_msigdb_reference():
     ref = read_gmt(shared_file("reference/msigdb_hallmark.gmt"))
-    ours = read_gmt(ROOT / "config/genesets/csc_signatures.gmt")
+    ours = read_gmt(DATA / "genesets/csc_signatures.gmt")
     pairs = {
         "WNT_BETA_CATENIN": "Hallmark_WNT_beta-catenin_signaling",
         "NOTCH": "Hallmark_Notch_signaling",

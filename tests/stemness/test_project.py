@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import DATA
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 import cscniche as cn
 from cscniche.load import _ondisk as ondisk
 
-GMT = [ROOT / "config/genesets/csc_signatures.gmt"]
+GMT = [DATA / "genesets/csc_signatures.gmt"]
 SCORE = dict(
     scoring=cn.ScoringParams(gene_sets=tuple(GMT), methods=("mean", "ucell", "aucell", "pearson")),
     csc=cn.CscParams(n_random_sets=200),
@@ -32,7 +32,7 @@ def _analyse(demo_raw, tmp_path, max_cells):
         scale=cn.ScaleParams(max_cells=max_cells),
         embedding=cn.EmbeddingParams(umap=False),
     )
-    cn.preprocess.annotate(adata, markers=ROOT / "config/markers.tsv", compartments=ROOT / "config/compartments.tsv")
+    cn.preprocess.annotate(adata, markers=DATA / "markers.tsv", compartments=DATA / "compartments.tsv")
     cn.stemness.cnv(adata, sample="demo", cnv=cn.CnvParams(enabled=False))
     cn.stemness.score(adata, sample="demo", **SCORE)
     return adata

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
-from conftest import ROOT, shared_file
+from conftest import DATA, shared_file
 from sklearn.metrics import roc_auc_score
 
 import cscniche as cn
@@ -22,7 +22,7 @@ from cscniche.stemness._score import (
     stemness_index,
 )
 
-GMT = ROOT / "config/genesets/csc_signatures.gmt"
+GMT = DATA / "genesets/csc_signatures.gmt"
 
 
 def test_read_gmt(tmp_path):

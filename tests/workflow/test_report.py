@@ -12,7 +12,7 @@ import zipfile
 import matplotlib.image as mpimg
 import pytest
 import yaml
-from conftest import ROOT, run_snakemake
+from conftest import DATA, ROOT, run_snakemake
 
 from cscniche import pl as plotting
 
@@ -37,7 +37,7 @@ def report_run(tmp_path_factory):
     flat = make_demo(
         seed=3,
         sizes={k: max(30, v // 3) for k, v in DEFAULT_SIZES.items()},
-        gene_sets=read_gmt(ROOT / "config/genesets/csc_signatures.gmt"),
+        gene_sets=read_gmt(DATA / "genesets/csc_signatures.gmt"),
     )
     del flat.obsm["spatial"]
     flat.write_h5ad(wd / "flat.h5ad")

@@ -11,7 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, shared_file
+from conftest import DATA, shared_file
 
 import cscniche as cn
 from cscniche.niche import _crosstalk as crosstalk
@@ -26,7 +26,7 @@ FILES = {
 
 
 def _rules(tmp_path, epithelial_malignant: bool):
-    text = (ROOT / "config/compartments.tsv").read_text().splitlines(True)
+    text = (DATA / "compartments.tsv").read_text().splitlines(True)
     if epithelial_malignant:
         text.insert(1, "^epithelial$\tmalignant\n")
     path = tmp_path / "compartments.tsv"
@@ -47,7 +47,7 @@ def processed(tmp_path_factory):
         cn.preprocess.annotate(
             a,
             cell_type_key=key,
-            markers=ROOT / "config/markers.tsv",
+            markers=DATA / "markers.tsv",
             compartments=_rules(tmp, epithelial_malignant=name == "merfish"),
         )
         # targeted panels hold 24-67 % of the pathway sets (MERFISH WNT: 10/42); the quantile CSC rule, so
@@ -55,9 +55,7 @@ def processed(tmp_path_factory):
         cn.stemness.score(
             a,
             sample=name,
-            scoring=cn.ScoringParams(
-                gene_sets=(ROOT / "config/genesets/csc_signatures.gmt",), min_fraction_present=0.2
-            ),
+            scoring=cn.ScoringParams(gene_sets=(DATA / "genesets/csc_signatures.gmt",), min_fraction_present=0.2),
             csc=cn.CscParams(rule="quantile", quantile=0.9),
         )
         out[name] = a
@@ -68,7 +66,7 @@ def processed(tmp_path_factory):
 @pytest.mark.parametrize("name", list(FILES))
 def test_every_niche_table_is_produced(processed, name):
     a = processed[name]
-    genes = ROOT / "config/checkpoints.tsv"
+    genes = DATA / "checkpoints.tsv"
     nb = cn.niche.neighbours(a, sample=name, neighbours=cn.NeighboursParams(n_permutations=200))
     sq = cn.niche.nhood_enrichment(a, sample=name, neighbours=cn.NeighboursParams(n_permutations=200))
     cp = cn.niche.checkpoints(a, sample=name, genes=genes)
@@ -97,7 +95,7 @@ def test_every_niche_table_is_produced(processed, name):
 
 def _cosmx_malignant_and_immune():
     a = ad.read_h5ad(shared_file("spatial/cosmx_lung_subset.h5ad"))
-    rules = annotate.read_compartment_rules(ROOT / "config/compartments.tsv")
+    rules = annotate.read_compartment_rules(DATA / "compartments.tsv")
     comp = annotate.compartment_of(a.obs["cell_type"].astype(str), rules).to_numpy()
     return a.obs["cell_type"].astype(str).to_numpy(), comp, np.asarray(a.obsm["spatial"], dtype=float)
 

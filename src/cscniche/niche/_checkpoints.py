@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import false_discovery_control, mannwhitneyu
 
+from .._resources import resolve
 from .._tables import note_row
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ FC_PSEUDOCOUNT = 0.01
 
 def read_checkpoints(path: str | Path) -> pd.DataFrame:
     """Read the checkpoint table: columns ``gene``, ``role``, ``axis``, ``source``."""
+    path = resolve(path)
     df = pd.read_csv(path, sep="\t", comment="#", dtype=str)
     missing = {"gene", "role"} - set(df.columns)
     if missing:

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._resources import resolve
+
 log = logging.getLogger(__name__)
 
 COMPARTMENTS = ("malignant", "immune", "stromal", "other")
@@ -18,6 +20,7 @@ COMPARTMENTS = ("malignant", "immune", "stromal", "other")
 
 def read_markers(path: str | Path) -> pd.DataFrame:
     """Read a marker table: columns ``cell_type``, ``compartment``, ``markers`` (comma-separated)."""
+    path = resolve(path)
     df = pd.read_csv(path, sep="\t", comment="#", dtype=str)
     missing = {"cell_type", "compartment", "markers"} - set(df.columns)
     if missing:
@@ -30,6 +33,7 @@ def read_markers(path: str | Path) -> pd.DataFrame:
 
 def read_compartment_rules(path: str | Path) -> list[tuple[re.Pattern, str]]:
     """Read ordered (regex, compartment) rules from a two-column TSV (``pattern``, ``compartment``)."""
+    path = resolve(path)
     df = pd.read_csv(path, sep="\t", comment="#", dtype=str)
     rules = []
     for pat, comp in zip(df["pattern"], df["compartment"], strict=True):

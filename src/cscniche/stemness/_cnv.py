@@ -29,12 +29,13 @@ import pandas as pd
 from scipy import sparse
 
 from .._params import CnvParams
+from .._resources import resolve
 
 log = logging.getLogger(__name__)
 
 POSITION_COLUMNS = ("chromosome", "start", "end")
 #: the gene-position table shipped with the workflow (hg38, Bioconductor org.Hs.eg.db 3.16)
-DEFAULT_POSITIONS = "config/reference/gene_positions_hg38.tsv.gz"
+DEFAULT_POSITIONS = "cscniche:reference/gene_positions_hg38.tsv.gz"
 
 
 def _open_text(path: Path):
@@ -46,10 +47,10 @@ def read_gene_positions(path: str | Path) -> pd.DataFrame:
 
     Accepts a GTF (``.gtf``/``.gtf.gz``; ``gene`` features, ``gene_name`` attribute) or a tab-separated table
     with columns ``symbol``, ``chromosome``, ``start``, ``end`` (other columns ignored; the shipped
-    ``config/reference/gene_positions_hg38.tsv.gz`` and ``human_genes_hg38.tsv.gz`` have them).
+    ``cscniche:reference/gene_positions_hg38.tsv.gz`` and ``human_genes_hg38.tsv.gz`` have them).
     Chromosome names get a ``chr`` prefix when they lack one; symbols present twice keep their first row.
     """
-    path = Path(path)
+    path = resolve(path)
     if not path.exists():
         raise ValueError(f"gene-position file '{path}' not found (config key cnv.gene_positions)")
     name = path.name.lower()

@@ -13,6 +13,7 @@ import scanpy as sc
 from scipy import sparse
 
 from .._params import CSC_MARKERS
+from .._resources import resolve
 from .kernels import _methods as _m
 from .kernels import pearson as _pr
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
     """Read a GMT file: ``name<TAB>description<TAB>gene...`` per line; genes de-duplicated in order."""
     sets: dict[str, list[str]] = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    path = resolve(path)
+    for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.rstrip("\n").split("\t")
@@ -381,6 +383,7 @@ def potency(adata: ad.AnnData, *, weights: pd.Series | None = None, n_top: int =
 
 def read_mrnasi_weights(path: str | Path) -> pd.Series:
     """The mRNAsi gene weights: two tab-separated columns, symbol and weight (no header; a header is skipped)."""
+    path = resolve(path)
     df = pd.read_csv(path, sep="\t", header=None, names=["symbol", "weight"], comment="#")
     df = df[pd.to_numeric(df["weight"], errors="coerce").notna()]
     if df.empty:
