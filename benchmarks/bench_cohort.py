@@ -40,7 +40,9 @@ SOURCES = {
 }
 
 
-def build_cohort(workdir: Path, n_samples: int, n_cells: int, *, pool: int, seed: int = 0) -> Path:
+def build_cohort(
+    workdir: Path, n_samples: int, n_cells: int, *, pool: int, seed: int = 0, shared: Path = SHARED
+) -> Path:
     """Write the samples (skipped when present) and a sample sheet; returns the sheet's path."""
     rows = ["sample\tpath\tformat\tcell_type_key\tpatient"]
     names = list(SOURCES)
@@ -50,7 +52,7 @@ def build_cohort(workdir: Path, n_samples: int, n_cells: int, *, pool: int, seed
         sample = f"s{i:03d}_{src.split('_')[0]}"
         out = workdir / "data" / f"{sample}.h5ad"
         if not out.exists():
-            resample(SHARED / src, out, n_cells, seed=seed + i, pool=pool, cell_type_key=key)
+            resample(shared / src, out, n_cells, seed=seed + i, pool=pool, cell_type_key=key)
         rows.append(f"{sample}\t{out}\th5ad\t{key}\tP{i // 2:02d}")
     sheet = workdir / "samples.tsv"
     sheet.write_text("\n".join(rows) + "\n")
@@ -72,8 +74,11 @@ def script_of_rules(snakemake_dir: Path = ROOT / "workflow/rules") -> dict[str, 
     return out
 
 
-def import_seconds(script: Path, repeats: int = 2) -> float:
-    """Seconds a fresh interpreter takes for the script's top-level imports (best of ``repeats``)."""
+def import_seconds(script: Path, repeats: int = 2, *, src: Path = ROOT / "src") -> float:
+    """Seconds a fresh interpreter takes for the script's top-level imports (best of ``repeats``).
+
+    ``src`` is the library the imports resolve to (another checkout's ``src`` for a before/after comparison).
+    """
     tree = ast.parse(script.read_text())
     stmts = [
         ast.unparse(node)
@@ -81,17 +86,33 @@ def import_seconds(script: Path, repeats: int = 2) -> float:
         if isinstance(node, ast.Import | ast.ImportFrom) and "snakemake" not in ast.unparse(node)
     ]
     code = (
-        f"import sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); t = time.perf_counter()\n"
+        f"import sys, time; sys.path.insert(0, {str(src)!r}); t = time.perf_counter()\n"
         + "\n".join(stmts)
         + "\nprint(time.perf_counter() - t)"
     )
     best = float("inf")
     for _ in range(repeats):
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_no_pythonpath())
         if res.returncode != 0:
             return float("nan")
         best = min(best, float(res.stdout.strip().splitlines()[-1]))
     return best
+
+
+def _no_pythonpath() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def compare_imports(other: Path, repeats: int = 3) -> None:
+    """Per script, import seconds of another checkout (``other``, e.g. a clone of an older commit) and of this
+    one, measured alternately in one run (a shared machine's load hits both alike)."""
+    mine, theirs = script_of_rules(), script_of_rules(other / "workflow/rules")
+    print(f"| script | {other.name} (s) | this checkout (s) | ratio |")
+    print("|---|---|---|---|")
+    for rule in sorted(set(mine) | set(theirs)):
+        a = import_seconds(theirs[rule], repeats, src=other / "src") if rule in theirs else float("nan")
+        b = import_seconds(mine[rule], repeats) if rule in mine else float("nan")
+        print(f"| {rule} | {a:.2f} | {b:.2f} | {b / a:.2f} |", flush=True)
 
 
 def summarise(workdir: Path, wall: float) -> list[dict]:
@@ -139,10 +160,17 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("bench_cohort"))
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--summarise-only", action="store_true", help="print the tables of an earlier run")
+    ap.add_argument("--shared", type=Path, default=SHARED, help="folder of the source tumours (shared/data/tumour)")
+    ap.add_argument("--compare-imports", type=Path, metavar="CHECKOUT",
+                    help="only print import seconds per script, this checkout against another one")  # fmt: skip
     args = ap.parse_args(argv)
-    missing = [s for s in SOURCES if not (SHARED / s).exists()]
+    if args.compare_imports:
+        compare_imports(args.compare_imports.resolve())
+        return 0
+    shared = args.shared.resolve()
+    missing = [s for s in SOURCES if not (shared / s).exists()]
     if missing:
-        print(f"source tumours not found in {SHARED}: {missing} (../shared/data is needed)", file=sys.stderr)
+        print(f"source tumours not found in {shared}: {missing} (give --shared)", file=sys.stderr)
         return 2
     wd = args.workdir.resolve()
     wd.mkdir(parents=True, exist_ok=True)
@@ -150,7 +178,7 @@ def main(argv=None) -> int:
         summarise(wd, float("nan"))
         return 0
     t0 = time.perf_counter()
-    sheet = build_cohort(wd, args.samples, args.cells, pool=args.pool)
+    sheet = build_cohort(wd, args.samples, args.cells, pool=args.pool, shared=shared)
     print(f"cohort of {args.samples} x {args.cells} cells written in {time.perf_counter() - t0:.0f} s", flush=True)
     if args.generate_only:
         return 0
