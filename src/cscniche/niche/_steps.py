@@ -9,12 +9,42 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.stats import false_discovery_control
 
 from .._errors import InputError
 from .._params import CheckpointsParams, CrosstalkParams, EmbeddingParams, NeighboursParams
 from . import _checkpoints as _cp
 from . import _crosstalk as _ct
 from . import _graphs as _nb
+
+#: columns of the immune-neighbour table (``immune_neighbours.tsv``)
+NEIGHBOUR_COLUMNS = [
+    "sample",
+    "neighbourhood",
+    "definition",
+    "null",
+    "group",
+    "immune_type",
+    "n_csc",
+    "n_noncsc",
+    "observed",
+    "expected",
+    "csc_fraction",
+    "noncsc_fraction",
+    "difference",
+    "null_mean_difference",
+    "log2_enrichment",
+    "z",
+    "rho",
+    "p",
+    "fdr",
+    "n_permutations",
+    "csc_density",
+    "noncsc_density",
+    "sketch",
+    "note",
+]
+KNN_NOTE = "transcriptional neighbours, not spatial"
 
 
 def neighbours(
@@ -26,27 +56,111 @@ def neighbours(
     spatial_y: str | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Immune-neighbour enrichment on the kNN graph and, when the sample has coordinates, in space.
+    """Immune-neighbour composition of CSC vs non-CSC malignant cells, per CSC definition, plus stemness rows.
 
-    Graphs: :func:`neighbourhood_graphs`; test: :func:`cscniche.niche._graphs.neighbour_enrichment`
-    (CSC labels permuted ``neighbours.n_permutations`` times within the malignant cells).
-
-    Returns
-    -------
-    One row per neighbourhood kind, group and immune cell type (observed, expected, log2 enrichment, p, FDR).
+    Per neighbourhood (``knn``: the expression kNN graph, *transcriptional* neighbours, every row's note says
+    so; ``spatial``: physical neighbours when the sample has coordinates) and CSC definition
+    (:func:`cscniche.niche._definitions.csc_definitions`): one row per immune type from
+    :func:`cscniche.niche.spatial_null.spatial_neighbour_enrichment` (statistic: the type's share among
+    CSC neighbours minus its share among non-CSC neighbours; one test per type, no mirror nonCSC row).
+    Null: ``neighbours.spatial_null`` for ``spatial`` (default ``spatial_shift``: the CSC label field moved
+    rigidly against the tissue), ``label_permutation`` for ``knn``. Then ``definition = continuous`` rows:
+    Spearman ``rho`` of ``stemness`` with each immune type's neighbour share across malignant cells
+    (:func:`cscniche.niche._continuous.neighbour_share_association`; spatial: stemness field shifted; knn:
+    permuted). ``fdr``: BH over the immune types of one neighbourhood and definition. ``sketch``: whether the
+    sample was analysed on a sketch (spatial rows then say how the graph is affected).
     """
-    args = dict(
-        cell_type=adata.obs["cell_type"].to_numpy(),
-        compartment=adata.obs["compartment"].to_numpy(),
-        csc=adata.obs["csc"].to_numpy(),
-        malignant=adata.obs["malignant"].to_numpy(dtype=bool) if "malignant" in adata.obs else None,
-        sample=sample,
-        n_permutations=neighbours.n_permutations,
-        seed=seed,
-    )
-    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
-    tables = [_nb.neighbour_enrichment(adj, neighbourhood=kind, **args) for adj, kind in graphs]
-    return pd.concat(tables, ignore_index=True)
+    from . import _continuous, _definitions
+    from .spatial_null import spatial_neighbour_enrichment
+
+    obs = adata.obs
+    cell_type = obs["cell_type"].astype(str).to_numpy()
+    compartment = obs["compartment"].astype(str).to_numpy()
+    malignant = _definitions.malignant_mask(adata)
+    defs = _definitions.csc_definitions(adata)
+    is_sketch, sketch_note = _definitions.sketch_info(adata)
+    try:
+        coords = _nb.spatial_coordinates(adata, x=spatial_x or None, y=spatial_y or None)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
+    kinds = [("knn", _nb.knn_adjacency(adata.obsp["distances"]))]
+    if coords is not None:
+        kinds.append(("spatial", None))
+    tables = []
+    for kind, adj in kinds:
+        null = neighbours.spatial_null if kind == "spatial" else "label_permutation"
+        xy = coords if coords is not None else np.zeros((adata.n_obs, 2))
+        if kind == "spatial":
+            adj, _ = _sn_graph(xy, neighbours)
+        for name, csc in defs:
+            t = spatial_neighbour_enrichment(
+                xy,
+                cell_type,
+                compartment,
+                csc,
+                malignant,
+                k=neighbours.spatial_k,
+                radius=neighbours.spatial_radius,
+                adj=None if kind == "spatial" else adj,
+                null=null,
+                n_permutations=neighbours.n_permutations,
+                seed=seed,
+                sample=sample,
+                neighbourhood=kind,
+            )
+            t["definition"] = name
+            t["group"] = np.where(t["immune_type"].astype(str) != "", "CSC", "")
+            tables.append(t)
+        if "stemness" in obs:
+            res = _continuous.neighbour_share_association(
+                adj,
+                obs["stemness"].to_numpy(dtype=np.float64),
+                cell_type,
+                compartment,
+                malignant,
+                coords=xy,
+                null=null,
+                n_permutations=neighbours.n_permutations,
+                seed=seed,
+            )
+            ok = np.isfinite(res["p"])
+            fdr = np.full(res["p"].shape, np.nan)
+            if ok.any():
+                fdr[ok] = false_discovery_control(res["p"][ok], method="bh")
+            cont = pd.DataFrame(
+                {
+                    "sample": sample,
+                    "neighbourhood": kind,
+                    "definition": _definitions.CONTINUOUS,
+                    "null": ("stemness_shift" if null == "spatial_shift" else "stemness_permutation"),
+                    "group": "stemness",
+                    "immune_type": res["types"] if len(res["types"]) else [""],
+                    "n_csc": np.nan,
+                    "n_noncsc": np.nan,
+                    "rho": res["rho"] if len(res["types"]) else [np.nan],
+                    "p": res["p"] if len(res["types"]) else [np.nan],
+                    "fdr": fdr if len(res["types"]) else [np.nan],
+                    "n_permutations": res["n_permutations"],
+                    "note": res["note"],
+                }
+            )
+            cont["n_malignant_tested"] = res["n_cells"]
+            tables.append(cont)
+    out = pd.concat(tables, ignore_index=True).reindex(columns=NEIGHBOUR_COLUMNS)
+    out["sketch"] = is_sketch
+    note = out["note"].fillna("").astype(str)
+    knn = out["neighbourhood"] == "knn"
+    out.loc[knn, "note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note[knn]]
+    if sketch_note:
+        sp = out["neighbourhood"] == "spatial"
+        out.loc[sp, "note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note[sp]]
+    return out
+
+
+def _sn_graph(coords: np.ndarray, neighbours: NeighboursParams):
+    from .spatial_null import spatial_graph
+
+    return spatial_graph(coords, k=neighbours.spatial_k, radius=neighbours.spatial_radius)
 
 
 def neighbourhood_graphs(
