@@ -246,45 +246,102 @@ def nhood_enrichment(
 ) -> pd.DataFrame:
     """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph.
 
+    One block per CSC definition (``definition`` column); ``sketch`` says whether the sample is a sketch; a kNN
+    graph (no coordinates) is said to be transcriptional in ``note``.
+
     Returns
     -------
     One row per pair of groups (z-score, counts) of :func:`cscniche.niche._graphs.squidpy_enrichment`.
     """
+    from . import _definitions
+
     [(adj, kind)] = neighbourhood_graphs(
         adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y, single=True
     )
-    return _nb.squidpy_enrichment(
-        adj,
-        adata.obs["group"].to_numpy(),
-        adata.obs["compartment"].to_numpy(),
-        sample=sample,
-        neighbourhood=kind,
-        n_permutations=neighbours.n_permutations,
-        seed=seed,
-    )
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        t = _nb.squidpy_enrichment(
+            adj,
+            _definitions.definition_groups(adata, csc),
+            adata.obs["compartment"].to_numpy(),
+            sample=sample,
+            neighbourhood=kind,
+            n_permutations=neighbours.n_permutations,
+            seed=seed,
+        )
+        t.insert(2, "definition", name)
+        out.append(t)
+    df = pd.concat(out, ignore_index=True)
+    df.insert(len(df.columns) - 1, "sketch", _definitions.sketch_info(adata)[0])
+    if kind == "knn":
+        note = df["note"].fillna("").astype(str)
+        df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+    return df
 
 
-def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
-    """Checkpoint expression per group (see :func:`cscniche.niche._checkpoints.checkpoint_table`).
+def checkpoints(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    genes: str | Path | None = None,
+    checkpoints: CheckpointsParams = CheckpointsParams(),
+) -> pd.DataFrame:
+    """Checkpoint expression per group, per CSC definition, plus stemness rows.
 
-    ``genes``: the checkpoint gene table (default: the ``checkpoints.genes`` table).
+    See :func:`cscniche.niche._checkpoints.checkpoint_table` (one block per CSC definition of
+    :func:`cscniche.niche._definitions.csc_definitions`, minimum-expression rule ``checkpoints.min_expr_frac`` /
+    ``checkpoints.min_expr_cells``) and :func:`cscniche.niche._checkpoints.continuous_table`
+    (``definition = continuous``: Spearman rho of stemness with each gene across malignant cells).
+    ``genes``: the checkpoint gene table (default: ``checkpoints.genes``).
 
     Returns
     -------
-    One row per group and checkpoint gene (mean expression, fraction expressing, CSC vs non-CSC contrast).
+    One row per definition, group and checkpoint gene (mean expression, fraction expressing, CSC vs non-CSC
+    contrast or rho), with ``definition`` and ``sketch`` columns.
     """
-    return _cp.checkpoint_table(adata, _cp.read_checkpoints(genes or CheckpointsParams().genes), sample=sample)
+    from . import _definitions
+
+    table = _cp.read_checkpoints(genes or checkpoints.genes)
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        out.append(
+            _cp.checkpoint_table(
+                adata,
+                table,
+                sample=sample,
+                group=_definitions.definition_groups(adata, csc),
+                definition=name,
+                min_expr_frac=checkpoints.min_expr_frac,
+                min_expr_cells=checkpoints.min_expr_cells,
+            )
+        )
+    if not any(len(d) for d in out):  # no checkpoint gene in the data
+        return pd.DataFrame(columns=_cp.COLUMNS)
+    out.append(_cp.continuous_table(adata, table, sample=sample, malignant=_definitions.malignant_mask(adata)))
+    df = pd.concat([d for d in out if len(d)], ignore_index=True)
+    df["sketch"] = _definitions.sketch_info(adata)[0]
+    return df[_cp.COLUMNS]
 
 
 def checkpoint_pseudobulk(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
-    """Summed raw counts per group and checkpoint gene (see :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
+    """Summed raw counts per group and checkpoint gene, per CSC definition (see
+    :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
 
     Returns
     -------
-    One row per group and checkpoint gene (counts, cells, library size).
+    One row per definition, group and checkpoint gene (counts, cells, library size), with a ``sketch`` column.
     """
+    from . import _definitions
+
     table = _cp.read_checkpoints(genes or CheckpointsParams().genes)
-    return _cp.checkpoint_pseudobulk(adata, table, sample=sample)
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        t = _cp.checkpoint_pseudobulk(adata, table, sample=sample, group=_definitions.definition_groups(adata, csc))
+        t.insert(1, "definition", name)
+        out.append(t)
+    df = pd.concat(out, ignore_index=True)
+    df["sketch"] = _definitions.sketch_info(adata)[0]
+    return df
 
 
 def niche_checkpoints(
@@ -297,19 +354,45 @@ def niche_checkpoints(
     spatial_x: str | None = None,
     spatial_y: str | None = None,
 ) -> pd.DataFrame:
-    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph.
+    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the *spatial* graph only.
 
-    ``genes`` defaults to ``checkpoints.genes``; a type is tested with ``checkpoints.niche_min_cells`` cells.
+    The kNN graph is left out: immune cells that are expression neighbours of CSC look like tumour cells, so
+    their tumour-expressed genes are confounded by the similarity itself (issue 16). A sample without
+    coordinates gets one note row. One block per CSC definition; ``genes`` defaults to ``checkpoints.genes``;
+    a type is tested with ``checkpoints.niche_min_cells`` cells on each side and a gene with the
+    minimum-expression rule (``checkpoints.min_expr_frac`` / ``min_expr_cells``).
 
     Returns
     -------
-    One row per neighbourhood kind, immune cell type and checkpoint gene (in vs out of the niche).
+    One row per definition, immune cell type and checkpoint gene (in vs out of the niche), ``sketch`` column.
     """
+    from . import _definitions
+
     table = _cp.read_checkpoints(genes or checkpoints.genes)
-    csc = adata.obs["csc"].to_numpy(dtype=bool)
-    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
-    return pd.concat(
-        [
+    is_sketch, sketch_note = _definitions.sketch_info(adata)
+    graphs = [
+        (adj, kind)
+        for adj, kind in neighbourhood_graphs(
+            adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y
+        )
+        if kind == "spatial"
+    ]
+    if not graphs:
+        from .._tables import note_row
+
+        df = note_row(
+            _cp.NICHE_COLUMNS,
+            "no spatial coordinates: dissociated cells have no physical niche (see the cohort table csc_burden_immune)",
+            blank=("immune_type", "gene", "role", "definition"),
+            sample=sample,
+            neighbourhood="",
+        )
+        df["sketch"] = is_sketch
+        return df
+    [(adj, kind)] = graphs
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        out.append(
             _cp.niche_checkpoint_table(
                 adata,
                 table,
@@ -317,11 +400,18 @@ def niche_checkpoints(
                 sample=sample,
                 neighbourhood=kind,
                 min_cells=checkpoints.niche_min_cells,
+                group=_definitions.definition_groups(adata, csc),
+                definition=name,
+                min_expr_frac=checkpoints.min_expr_frac,
+                min_expr_cells=checkpoints.min_expr_cells,
             )
-            for adj, kind in graphs
-        ],
-        ignore_index=True,
-    )
+        )
+    df = pd.concat(out, ignore_index=True)
+    df["sketch"] = is_sketch
+    if sketch_note:
+        note = df["note"].fillna("").astype(str)
+        df["note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note]
+    return df
 
 
 def crosstalk(
