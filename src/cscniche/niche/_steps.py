@@ -417,14 +417,18 @@ def niche_checkpoints(
 def crosstalk(
     adata: ad.AnnData, *, sample: str, crosstalk: CrosstalkParams = CrosstalkParams(), seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference.
+    """LIANA crosstalk CSC/nonCSC -> immune and the receiver-aware CSC-vs-non-CSC contrast, per CSC definition.
 
-    See :func:`cscniche.niche._crosstalk.crosstalk` (``crosstalk``: the config section).
+    See :func:`cscniche.niche._crosstalk.crosstalk` (``crosstalk``: the config section): LIANA runs on the
+    primary definition; the contrast (``interaction_diff`` = ligand difference x receptor mean in the receiver,
+    p = max(ligand permutation p, receptor-presence p), BH over rows) on every definition.
 
     Returns
     -------
     The crosstalk table (one row per sender, receiver and ligand-receptor pair) and the difference table.
     """
+    from . import _definitions
+
     return _ct.crosstalk(
         adata,
         sample=sample,
@@ -434,6 +438,8 @@ def crosstalk(
         min_cells=crosstalk.min_cells,
         max_p=crosstalk.max_p,
         seed=seed,
+        definitions=[(n, _definitions.definition_groups(adata, c)) for n, c in _definitions.csc_definitions(adata)],
+        sketch=_definitions.sketch_info(adata)[0],
     )
 
 
