@@ -239,6 +239,7 @@ def test_patient_neighbours_on_a_shared_embedding():
     assert row.n_cells == 20 and row.log2_enrichment > 1 and row.fdr < 0.05
     t = df[(df.group == "CSC") & (df.immune_type == "T")].iloc[0]
     assert t.log2_enrichment <= 0.5
+    assert set(df.group) == {"CSC"} and df["note"].str.startswith("transcriptional neighbours").all()
 
 
 def _scored(n_mal=120, n_imm=80, seed=0):

@@ -210,7 +210,9 @@ def patient_neighbours(
 
     Returns
     -------
-    The :func:`neighbours` table with ``sample`` = the patient and ``neighbourhood`` = ``knn_shared``.
+    The :func:`cscniche.niche._graphs.neighbour_enrichment` table of the CSC rows (one test per immune type;
+    the mirrored nonCSC rows dropped, BH over the CSC rows) with ``sample`` = the patient, ``neighbourhood`` =
+    ``knn_shared``, ``definition`` = ``primary`` (``obs['csc']``) and the note "transcriptional neighbours".
     """
     joint = _nb.shared_knn(
         adatas,
@@ -221,7 +223,7 @@ def patient_neighbours(
         seed=seed,
     )
     obs = joint.obs
-    return _nb.neighbour_enrichment(
+    df = _nb.neighbour_enrichment(
         _nb.knn_adjacency(joint.obsp["distances"]),
         obs["cell_type"].astype(str).to_numpy(),
         obs["compartment"].astype(str).to_numpy(),
@@ -233,6 +235,15 @@ def patient_neighbours(
         n_permutations=neighbours.n_permutations,
         seed=seed,
     )
+    # one test per immune type: the nonCSC row mirrors the CSC row (same permutations), so it is dropped
+    df = df[df["group"].astype(str) != "nonCSC"].reset_index(drop=True)
+    ok = df["p"].notna().to_numpy()
+    if ok.any():
+        df.loc[ok, "fdr"] = false_discovery_control(df.loc[ok, "p"].to_numpy(dtype=float), method="bh")
+    note = df["note"].fillna("").astype(str)
+    df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+    df.insert(2, "definition", "primary")
+    return df
 
 
 def nhood_enrichment(
