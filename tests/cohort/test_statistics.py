@@ -41,6 +41,11 @@ def test_planted_niche_found_across_patients_unplanted_not():
     assert t.loc["Macrophage", "n_patients"] == 6
     assert t.loc["Macrophage", "fdr"] < 0.05 and t.loc["Macrophage", "n_positive"] == 6
     assert t.loc["Macrophage", "p_wilcoxon"] == pytest.approx(2 / 2**6)
+    x = eff[eff.immune_type == "Macrophage"]["log2_enrichment" if "log2_enrichment" in eff else "effect"]
+    half = 2.5706 * x.std(ddof=1) / np.sqrt(6)  # t(0.975, 5)
+    assert (
+        t.loc["Macrophage", "ci_low"] == pytest.approx(x.mean() - half, rel=1e-3) and t.loc["Macrophage", "ci_low"] > 0
+    )
     assert t.loc["B", "fdr"] > 0.05
 
 

@@ -31,6 +31,8 @@ TEST_COLUMNS = [
     "n_patients",
     "n_samples",
     "mean_effect",
+    "ci_low",
+    "ci_high",
     "sd_effect",
     "n_positive",
     "n_negative",
@@ -100,6 +102,8 @@ def _one_test(x: np.ndarray) -> dict:
         "n_patients": n,
         "n_samples": np.nan,
         "mean_effect": float(np.mean(x)) if n else np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
         "sd_effect": float(np.std(x, ddof=1)) if n > 1 else np.nan,
         "n_positive": int((x > 0).sum()),
         "n_negative": int((x < 0).sum()),
@@ -113,6 +117,8 @@ def _one_test(x: np.ndarray) -> dict:
     if n < 2:
         row["note"] = f"{n} patient(s): no test across patients"
         return row
+    half = stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / np.sqrt(n)  # 95 % t interval over patients
+    row["ci_low"], row["ci_high"] = float(np.mean(x) - half), float(np.mean(x) + half)
     nz = x[x != 0]
     row["p_wilcoxon"] = float(stats.wilcoxon(nz, method="exact").pvalue) if len(nz) else 1.0
     row["p_sign"] = float(stats.binomtest(int((nz > 0).sum()), len(nz), 0.5).pvalue) if len(nz) else 1.0
