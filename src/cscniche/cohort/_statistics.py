@@ -333,7 +333,12 @@ def csc_burden_per_sample(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]
         else c["compartment"] == "malignant"
     )
     c["_mal"] = mal.to_numpy()
-    defs = [k for k in c.columns if k.startswith("csc_") and k != "csc_fdr"]
+    flags = {"true", "false", "1", "0", "1.0", "0.0"}
+    defs = [
+        k
+        for k in c.columns
+        if k.startswith("csc_") and k != "csc_fdr" and set(c[k].dropna().astype(str).str.lower()) <= flags
+    ]
     if not defs:
         c["csc_primary"] = c["csc"]
         defs = ["csc_primary"]

@@ -479,8 +479,9 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
               "csc_fdr", "csc", "group"]:  # fmt: skip
         if c in obs or c in ("malignant", "stemness", "csc", "group"):
             df[c] = obs[c].to_numpy()
-    for c in obs.columns:  # one CSC flag per definition (contract with the stemness step)
-        if c.startswith("csc_") and c != "csc_fdr" and c not in df:
+    for name in adata.uns.get("cscniche", {}).get("csc_definitions", []) or []:  # one CSC flag per definition
+        c = f"csc_{name}"
+        if c in obs and c not in df:
             df[c] = obs[c].to_numpy(dtype=bool)
     for c in obs.columns:
         if c.startswith(("expr_", "detected_", "truth_")):
