@@ -72,6 +72,8 @@ def neighbour_share_association(
     imm = (compartment == "immune") & ~mal
     empty = {"types": np.array([], dtype=str), "rho": np.array([]), "p": np.array([]), "n_cells": 0,
              "n_permutations": 0}  # fmt: skip
+    if not mal.any():
+        return {**empty, "note": "no malignant cells"}
     if not imm.any():
         return {**empty, "note": "no immune cells"}
     adj = sparse.csr_matrix(adj)
