@@ -198,6 +198,11 @@ def test_csc_burden_associates_with_immune_share_over_patients():
     assert mac["samples_left_out"] == "s_empty (no malignant cells)"
     assert t.loc[("csc_fraction", "calibrated", "B"), "p"] > 0.05
     assert t.loc[("mean_stemness", "continuous", "Macrophage"), "rho"] > 0.5
+    z = cells.copy()
+    z["stemness"] = z["stemness"] - z.groupby("sample")["stemness"].transform("mean")  # per-sample z-scored
+    _, tz = cohort.csc_burden_immune(z, patients)
+    ms = tz[tz.burden == "mean_stemness"]
+    assert ms["p"].isna().all() and ms["note"].str.contains("standardised within each sample").all()
     few, _ = _burden_cells(n_patients=3)
     _, t3 = cohort.csc_burden_immune(few, {f"s{p}": f"P{p}" for p in range(3)} | {"s_empty": "P_empty"})
     assert t3["p"].isna().all() and t3["note"].str.contains("no test across patients").all()

@@ -408,7 +408,12 @@ def csc_burden_immune(cells: pd.DataFrame, patients: dict[str, str]) -> tuple[pd
                 "samples_left_out": why,
                 "note": "",
             }
-            if n < 4:
+            if b == "mean_stemness" and n and np.nanmax(np.abs(x[ok])) < 1e-6:
+                row["note"] = (
+                    "stemness is standardised within each sample (mean 0 over its malignant cells): "
+                    "its mean cannot compare samples; no test"
+                )
+            elif n < 4:
                 row["note"] = f"{n} patient(s) with a burden: no test across patients (needs 4)"
             elif np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
                 row["note"] = "burden or share constant across patients"
