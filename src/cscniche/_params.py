@@ -194,6 +194,13 @@ class NeighboursParams(Params):
     n_permutations: int = 10000
     spatial_k: int = 10
     spatial_radius: float | None = None
+    spatial_null: str = "spatial_shift"
+
+    def __post_init__(self):
+        if self.spatial_null not in ("spatial_shift", "label_permutation"):
+            raise ValueError(
+                f"neighbours.spatial_null must be spatial_shift or label_permutation, not {self.spatial_null!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,8 @@ class CheckpointsParams(Params):
     section: ClassVar[str] = "checkpoints"
     genes: str = "cscniche:checkpoints.tsv"
     niche_min_cells: int = 3
+    min_expr_frac: float = 0.1
+    min_expr_cells: int = 3
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ def test_planted_niche_found_across_patients_unplanted_not():
     assert t.loc["Macrophage", "n_patients"] == 6
     assert t.loc["Macrophage", "fdr"] < 0.05 and t.loc["Macrophage", "n_positive"] == 6
     assert t.loc["Macrophage", "p_wilcoxon"] == pytest.approx(2 / 2**6)
+    x = eff[eff.immune_type == "Macrophage"]["log2_enrichment" if "log2_enrichment" in eff else "effect"]
+    half = 2.5706 * x.std(ddof=1) / np.sqrt(6)  # t(0.975, 5)
+    assert (
+        t.loc["Macrophage", "ci_low"] == pytest.approx(x.mean() - half, rel=1e-3) and t.loc["Macrophage", "ci_low"] > 0
+    )
     assert t.loc["B", "fdr"] > 0.05
 
 
@@ -138,3 +143,66 @@ def test_cohort_statistics_returns_every_table():
     }
     assert out["crosstalk_test"]["n_patients"].tolist() == [2]
     assert out["crosstalk_test"]["note"].iloc[0].startswith("only 2 patients")
+
+
+def test_zero_variance_effects_do_not_give_p_zero():
+    """Every patient with the same non-zero effect: no t statistic; p is the sign test's, never 0."""
+    row = cohort._one_test(np.full(6, 0.7))
+    assert row["p"] == pytest.approx(2 / 2**6) and row["p"] == row["p_sign"]
+    assert "same effect" in row["note"]
+    assert cohort._one_test(np.zeros(4))["p"] == 1.0
+
+
+def test_left_out_samples_are_named_with_their_reason_and_definitions_stay_apart():
+    nb, sheet = _nb_tables(n_patients=5, samples_per_patient=1)
+    nb["definition"] = "calibrated"
+    other = nb.assign(definition="quantile", log2_enrichment=0.0)
+    noted = nb[nb["sample"] == "P0_s0"].head(1).assign(immune_type="", log2_enrichment=np.nan, note="no CSC")
+    nb = pd.concat([nb[nb["sample"] != "P0_s0"], noted, other], ignore_index=True)
+    nb["note"] = nb["note"].where(nb["note"] != "", "transcriptional neighbours, not spatial")  # informational
+    eff, test = cohort.neighbour_effects(nb, cohort.patient_of(sheet))
+    t = test.set_index(["definition", "immune_type"])
+    cal = t.loc[("calibrated", "Macrophage")]
+    assert cal["n_patients"] == 4 and cal["samples_left_out"] == "P0_s0 (no CSC)"
+    assert cal["n_positive"] == 4 and cal["n_samples"] == 4
+    q = t.loc[("quantile", "Macrophage")]
+    assert q["n_patients"] == 5 and q["samples_left_out"] == "" and q["p"] == 1.0
+
+
+def _burden_cells(n_patients=8, seed=0):
+    """Cells of one sample per patient: CSC fraction rises with the macrophage share; B cells independent."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        frac = 0.05 + 0.05 * p
+        n_mac = int(20 + 15 * p + rng.integers(0, 5))
+        n_b = int(rng.integers(10, 60))
+        mal_csc = rng.random(200) < frac
+        for i in range(200):
+            rows.append((f"s{p}", "Malignant", "malignant", True, float(mal_csc[i]) + rng.normal(), mal_csc[i]))
+        rows += [(f"s{p}", "Macrophage", "immune", False, np.nan, False)] * n_mac
+        rows += [(f"s{p}", "B", "immune", False, np.nan, False)] * n_b
+    rows += [("s_empty", "B", "immune", False, np.nan, False)] * 30  # no malignant cells
+    df = pd.DataFrame(rows, columns=["sample", "cell_type", "compartment", "malignant", "stemness", "csc_calibrated"])
+    df["csc"] = df["csc_calibrated"]
+    return df, {**{f"s{p}": f"P{p}" for p in range(n_patients)}, "s_empty": "P_empty"}
+
+
+def test_csc_burden_associates_with_immune_share_over_patients():
+    cells, patients = _burden_cells()
+    per, test = cohort.csc_burden_immune(cells, patients)
+    assert list(test.columns) == cohort.BURDEN_COLUMNS and len(per) == 9
+    t = test.set_index(["burden", "definition", "immune_type"])
+    mac = t.loc[("csc_fraction", "calibrated", "Macrophage")]
+    assert mac["n_patients"] == 8 and mac["rho"] > 0.8 and mac["fdr"] < 0.05
+    assert mac["samples_left_out"] == "s_empty (no malignant cells)"
+    assert t.loc[("csc_fraction", "calibrated", "B"), "p"] > 0.05
+    assert t.loc[("mean_stemness", "continuous", "Macrophage"), "rho"] > 0.5
+    z = cells.copy()
+    z["stemness"] = z["stemness"] - z.groupby("sample")["stemness"].transform("mean")  # per-sample z-scored
+    _, tz = cohort.csc_burden_immune(z, patients)
+    ms = tz[tz.burden == "mean_stemness"]
+    assert ms["p"].isna().all() and ms["note"].str.contains("standardised within each sample").all()
+    few, _ = _burden_cells(n_patients=3)
+    _, t3 = cohort.csc_burden_immune(few, {f"s{p}": f"P{p}" for p in range(3)} | {"s_empty": "P_empty"})
+    assert t3["p"].isna().all() and t3["note"].str.contains("no test across patients").all()

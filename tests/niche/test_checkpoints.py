@@ -66,6 +66,16 @@ def _tiny(seed=0):
     a.obs["compartment"] = np.where(a.obs["malignant"], "malignant", "immune")
     a.obs["cell_type"] = np.where(a.obs["malignant"], "Malignant", "Macrophage")
     a.obs["group"] = np.where(csc, "CSC", np.where(a.obs["malignant"], "nonCSC", "Macrophage"))
+    a.obs["stemness"] = csc + rng.normal(size=n)
+    # tissue: CSC 100 apart, 5 niche macrophages within 0.5 of each; the rest among non-CSC far away
+    xy = np.zeros((n, 2))
+    xy[:20, 0] = np.arange(20) * 100.0
+    xy[20:n_mal] = np.column_stack([10_000 + np.arange(180) * 3.0, np.zeros(180)])
+    niche = np.flatnonzero(in_niche)
+    xy[niche] = xy[niche % 20] + rng.uniform(-0.5, 0.5, (100, 2))
+    out = np.flatnonzero(~in_niche & ~a.obs["malignant"].to_numpy())
+    xy[out] = np.column_stack([10_000 + np.arange(100) * 3.0 + 1.0, np.full(100, 1.0)])
+    a.obsm["spatial"] = xy
     # kNN graph: the 100 niche macrophages each neighbour a CSC, the others neighbour non-CSC cells
     rows = list(range(n_mal, n))
     cols = [int(i % 20) if in_niche[i] else 20 + int(i % 180) for i in rows]
@@ -80,7 +90,8 @@ def test_niche_checkpoints_find_planted_immune_change(tmp_path):
     ).to_csv(t, sep="\t", index=False)
     a, _ = _tiny()
     df = cn.niche.niche_checkpoints(a, sample="s", genes=t).set_index("gene")
-    assert set(df["neighbourhood"]) == {"knn"}
+    assert set(df["neighbourhood"]) == {"spatial"}  # the knn (transcriptional) graph left niche_checkpoints
+    assert set(df["definition"]) == {"primary"} and not df["sketch"].any()
     assert df.loc["PDCD1", "n_in_niche"] == 100 and df.loc["PDCD1", "n_elsewhere"] == 100
     assert df.loc["PDCD1", "log2fc_niche_vs_elsewhere"] > 1.5 and df.loc["PDCD1", "fdr"] < 1e-6
     assert abs(df.loc["HAVCR2", "log2fc_niche_vs_elsewhere"]) < 0.5 and df.loc["HAVCR2", "fdr"] > 0.05
@@ -92,6 +103,62 @@ def test_niche_checkpoints_without_immune_cells_say_so(tmp_path):
     a.obs["compartment"] = a.obs["compartment"].replace({"immune": "stromal"})
     df = cn.niche.niche_checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert df["note"].tolist() == ["no immune cells"]
+
+
+def test_niche_checkpoints_of_dissociated_cells_is_a_note(tmp_path):
+    a, _ = _tiny()
+    del a.obsm["spatial"]
+    df = cn.niche.niche_checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    assert len(df) == 1 and df["note"].iloc[0].startswith("no spatial coordinates")
+
+
+def test_low_expression_genes_are_not_tested(tmp_path):
+    """A gene detected in 1 of 20 CSC and 0 of 180 non-CSC cells (issue 17's CD96 case): fold change, no p."""
+    import numpy as np
+
+    a, _ = _tiny()
+    counts = a.layers["counts"].toarray()
+    counts[:, 1] = 0
+    counts[0, 1] = 5  # HAVCR2 in one CSC only
+    from scipy import sparse
+
+    a.layers["counts"] = sparse.csr_matrix(counts)
+    x = a.X.toarray()
+    x[:, 1] = np.log1p(counts[:, 1] * 1e4 / counts.sum(axis=1))
+    a.X = sparse.csr_matrix(x)
+    t = tmp_path / "cp.tsv"
+    pd.DataFrame({"gene": ["PDCD1", "HAVCR2"], "role": ["immune_receptor"] * 2}).to_csv(t, sep="\t", index=False)
+    df = cn.niche.checkpoints(a, sample="s", genes=t, checkpoints=cn.CheckpointsParams())
+    row = df[(df.definition == "primary") & (df.group == "CSC")].set_index("gene")
+    assert np.isnan(row.loc["HAVCR2", "p"]) and row.loc["HAVCR2", "log2fc_csc_vs_noncsc"] > 3
+    assert row.loc["HAVCR2", "note"].startswith("not tested: expressed in fewer than 10% or 3 cells")
+    assert np.isfinite(row.loc["PDCD1", "p"]) and row.loc["PDCD1", "note"] == ""
+    off = cn.niche.checkpoints(
+        a, sample="s", genes=t, checkpoints=cn.CheckpointsParams(min_expr_frac=0, min_expr_cells=0)
+    )
+    assert np.isfinite(off[(off.definition == "primary") & (off.gene == "HAVCR2")]["p"]).all()
+
+
+def test_definitions_and_continuous_rows(demo_processed):
+    """Two CSC definitions side by side, and Spearman rho of stemness with each gene across malignant cells."""
+    import numpy as np
+
+    a = demo_processed.copy()
+    mal = a.obs["malignant"].to_numpy(dtype=bool)
+    s = a.obs["stemness"].to_numpy()
+    a.obs["csc_calibrated"] = a.obs["csc"].to_numpy(dtype=bool)
+    a.obs["csc_quantile"] = mal & (s >= np.quantile(s[mal], 0.9))
+    a.uns["cscniche"] = {**a.uns.get("cscniche", {}), "csc_definitions": ["calibrated", "quantile"]}
+    df = cn.niche.checkpoints(a, sample="demo", genes=ROOT / "config/checkpoints.tsv")
+    assert set(df.definition) == {"calibrated", "quantile", "continuous"}
+    q = df[(df.definition == "quantile") & (df.group == "CSC")].set_index("gene")
+    assert q.loc["CD274", "n_cells"] == (a.obs["csc_quantile"]).sum()
+    assert q.loc["CD274", "log2fc_csc_vs_noncsc"] > 0.8 and q.loc["CD274", "fdr"] < 1e-6
+    c = df[df.definition == "continuous"].set_index("gene")
+    assert (c["group"] == "malignant").all() and c["log2fc_csc_vs_noncsc"].isna().all()
+    assert c.loc["CD274", "rho"] > 0.2 and c.loc["CD274", "fdr"] < 1e-6  # planted x3 in stem-like cells
+    assert c.loc["HLA-B", "rho"] < -0.2 and c.loc["HLA-B", "fdr"] < 1e-6  # planted down
+    assert abs(c.loc["PVR", "rho"]) < 0.1  # measured: planted 0.25-0.30, unplanted |rho| <= 0.07
 
 
 def test_pseudobulk_sums_raw_counts():
@@ -128,9 +195,13 @@ def test_checkpoint_table_has_the_same_columns_in_every_case(groups, note):
     a, _ = _tiny()
     for old, new in groups.items():
         a.obs["group"] = a.obs["group"].replace(old, new)
+    # the malignant and CSC flags define the groups of each definition (contract with the stemness step)
+    a.obs["malignant"] = a.obs["group"].isin(["CSC", "nonCSC"]).to_numpy()
+    a.obs["csc"] = (a.obs["group"] == "CSC").to_numpy()
     a.obs["compartment"] = a.obs["compartment"].where(a.obs["group"] != "Macrophage", "immune")
     df = cn.niche.checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert list(df.columns) == COLUMNS and COLUMNS[-1] == "note"
+    df = df[df.definition == "primary"]
     assert len(df) > 0 and (df["note"] == note).all(), df["note"].unique()
     assert df["log2fc_csc_vs_noncsc"].notna().any() == (note == "")
 

@@ -239,6 +239,7 @@ def test_patient_neighbours_on_a_shared_embedding():
     assert row.n_cells == 20 and row.log2_enrichment > 1 and row.fdr < 0.05
     t = df[(df.group == "CSC") & (df.immune_type == "T")].iloc[0]
     assert t.log2_enrichment <= 0.5
+    assert set(df.group) == {"CSC"} and df["note"].str.startswith("transcriptional neighbours").all()
 
 
 def _scored(n_mal=120, n_imm=80, seed=0):
@@ -288,13 +289,16 @@ def test_stages_use_every_graph_the_same_way():
     a = _scored()
     nb = cn.niche.neighbours(a, sample="s", neighbours=cn.NeighboursParams(n_permutations=50, spatial_k=4), seed=2)
     assert list(dict.fromkeys(nb["neighbourhood"])) == ["knn", "spatial"]
-    direct = neighbour_enrichment(
-        spatial_adjacency(a.obsm["spatial"], k=4), a.obs["cell_type"].to_numpy(), a.obs["compartment"].to_numpy(),
-        a.obs["csc"].to_numpy(), sample="s", neighbourhood="spatial", n_permutations=50, seed=2,
+    from cscniche.niche.spatial_null import spatial_neighbour_enrichment
+
+    # the spatial block is the spatial-shift null on the k-nearest graph (issue 16: the new default)
+    direct = spatial_neighbour_enrichment(
+        a.obsm["spatial"], a.obs["cell_type"].to_numpy(), a.obs["compartment"].to_numpy(),
+        a.obs["csc"].to_numpy(), None, k=4, n_permutations=50, seed=2,
     )  # fmt: skip
-    np.testing.assert_allclose(
-        nb[nb["neighbourhood"] == "spatial"]["p"].to_numpy(dtype=float), direct["p"].to_numpy(dtype=float)
-    )
+    sp = nb[(nb["neighbourhood"] == "spatial") & (nb["definition"] == "primary")]
+    assert (sp["null"] == "spatial_shift").all()
+    np.testing.assert_allclose(sp["p"].to_numpy(dtype=float), direct["p"].to_numpy(dtype=float))
     sq = cn.niche.nhood_enrichment(a, sample="s", neighbours=cn.NeighboursParams(n_permutations=20, spatial_k=4))
     assert set(sq["neighbourhood"]) == {"spatial"}
 

@@ -84,8 +84,9 @@ def test_every_niche_table_is_produced(processed, name):
             assert df["note"].str.contains("no immune").all(), name
     else:
         assert has_csc, name
-        assert (nb["note"].fillna("") == "").all()
-        assert set(nb["group"]) == {"CSC", "nonCSC"}
+        assert (nb.loc[nb["neighbourhood"] == "spatial", "note"].fillna("") == "").all()
+        assert nb.loc[nb["neighbourhood"] == "knn", "note"].str.startswith("transcriptional neighbours").all()
+        assert set(nb["group"]) == {"CSC", "stemness"}  # one row per immune type (no mirror nonCSC row)
         assert table["axis"].ne("").any() and set(table["source"]) == {"CSC", "nonCSC"}
     if name == "cosmx":
         # CosMx spells HLA genes HLA.A: found as HLA-A, and renamed for LIANA's resource

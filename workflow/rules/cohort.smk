@@ -42,3 +42,26 @@ rule cohort_statistics:
         samples=lambda wc: {s: samples.loc[s, "patient"] for s in samples.index},
     script:
         "../scripts/cohort_statistics.py"
+
+
+rule csc_burden_immune:
+    input:
+        cells="results/cohort/cells.tsv.gz",
+    output:
+        test="results/cohort/csc_burden_immune.tsv",
+        patients="results/cohort/csc_burden_patients.tsv",
+    log:
+        "logs/cohort/csc_burden_immune.log",
+    benchmark:
+        "logs/cohort/csc_burden_immune.benchmark.tsv"
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(500, 10),
+        runtime=runtime(5, 0.05),
+    params:
+        samples=lambda wc: {s: samples.loc[s, "patient"] for s in samples.index},
+    script:
+        "../scripts/csc_burden_immune.py"

@@ -106,6 +106,7 @@ def all_outputs():
     out = [f"results/{s}/{f}" for s in samples.index for f in per_sample]
     out += [f"results/cohort/{f}" for f in COHORT_TABLES]
     out += [f"results/cohort/{name}.tsv" for name in COHORT_STATISTICS]
+    out += ["results/cohort/csc_burden_immune.tsv"]  # rule csc_burden_immune (cohort.smk)
     out += [f"results/patients/{p}/immune_neighbours_knn_shared.tsv" for p in PATIENTS_WITH_SEVERAL_SAMPLES]
     return out
 

@@ -62,6 +62,8 @@ rule checkpoints:
     resources:
         mem_mb=mem_mb(1000, 4),
         runtime=runtime(10, 0.05),
+    params:
+        checkpoints=config["checkpoints"],
     script:
         "../scripts/checkpoints.py"
 

@@ -1,8 +1,8 @@
 """Cohort (rules in ``cohort.smk``): per-sample tables joined, and tests over patients (never pooled cells).
 
-Public steps: :func:`concat_tables`, :func:`cohort_statistics`. Implementation: ``_statistics``.
+Public steps: :func:`concat_tables`, :func:`cohort_statistics`, :func:`csc_burden_immune`. Implementation: ``_statistics``.
 """
 
-from ._steps import cohort_statistics, concat_tables
+from ._steps import cohort_statistics, concat_tables, csc_burden_immune
 
-__all__ = ["cohort_statistics", "concat_tables"]
+__all__ = ["cohort_statistics", "concat_tables", "csc_burden_immune"]

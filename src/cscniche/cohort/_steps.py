@@ -31,6 +31,21 @@ def cohort_statistics(
     )
 
 
+def csc_burden_immune(*, cells: str | Path, samples: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CSC burden vs immune composition over patients (see :func:`cscniche.cohort._statistics.csc_burden_immune`).
+
+    ``cells``: the cohort cells table (``results/cohort/cells.tsv.gz``); ``samples`` maps sample -> patient.
+
+    Returns
+    -------
+    ``(per_patient, test)``.
+    """
+    patients = _statistics.patient_of(
+        pd.DataFrame({"sample": list(samples), "patient": [samples[s] or "" for s in samples]})
+    )
+    return _statistics.csc_burden_immune(pd.read_csv(cells, sep="\t", low_memory=False), patients)
+
+
 def concat_tables(paths: list[str | Path], *, sep: str = "\t") -> pd.DataFrame:
     """Concatenate per-sample tables (same columns) in the order given."""
     frames = [pd.read_csv(p, sep=sep) for p in paths]

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "sample",
+    "definition",
     "gene",
     "role",
     "group",
@@ -25,8 +26,10 @@ COLUMNS = [
     "mean_expr",
     "frac_expr",
     "log2fc_csc_vs_noncsc",
+    "rho",
     "p",
     "fdr",
+    "sketch",
     "note",
 ]
 #: pseudocount (normalised counts per 10k) in the CSC vs non-CSC fold change
@@ -57,7 +60,28 @@ def _dense_col(m, i: int) -> np.ndarray:
     return c.toarray().ravel() if sparse.issparse(c) else np.asarray(c).ravel()
 
 
-def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: str) -> pd.DataFrame:
+def expressed_enough(det_a: np.ndarray, det_b: np.ndarray, *, min_frac: float, min_cells: int) -> bool:
+    """True when >= ``min_frac`` and >= ``min_cells`` cells of at least one group (detection flags) express the gene."""
+    for det in (det_a, det_b):
+        if det.size and det.sum() >= min_cells and det.mean() >= min_frac:
+            return True
+    return False
+
+
+def low_expression_note(min_frac: float, min_cells: int, groups: str) -> str:
+    return f"not tested: expressed in fewer than {min_frac:.0%} or {min_cells} cells of {groups}"
+
+
+def checkpoint_table(
+    adata: ad.AnnData,
+    checkpoints: pd.DataFrame,
+    *,
+    sample: str,
+    group=None,
+    definition: str = "primary",
+    min_expr_frac: float = 0.0,
+    min_expr_cells: int = 0,
+) -> pd.DataFrame:
     """Mean log-normalised expression and fraction expressing per group, and CSC vs non-CSC statistics.
 
     Groups: ``CSC``, ``nonCSC`` (malignant) and each immune cell type (``obs['group']``, see
@@ -67,9 +91,12 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
     its Benjamini-Hochberg adjustment over the genes. Genes absent from the data are warned about
     and left out. ``note`` is empty, or says why there is no CSC vs non-CSC statistic (``no malignant
     cells``, ``no CSC``, ``no non-CSC malignant cells``; then on every row). No checkpoint gene in the data:
-    no rows (the same columns).
+    no rows (the same columns). ``group``: per-cell groups of one CSC definition (default ``obs['group']``),
+    named by ``definition``. Minimum expression: a gene is tested only when at least ``min_expr_frac`` and
+    ``min_expr_cells`` of the CSC or of the non-CSC cells detect it; otherwise ``p`` is empty and the note
+    says so (its fold change stays, for reading).
     """
-    group = adata.obs["group"].astype(str).to_numpy()
+    group = adata.obs["group"].astype(str).to_numpy() if group is None else np.asarray(group, dtype=str)
     comp = adata.obs["compartment"].astype(str).to_numpy()
     keep_groups = ["CSC", "nonCSC"] + sorted(set(group[comp == "immune"]))
     missing = [g for g in checkpoints["gene"] if gene_index(adata.var_names, g) is None]
@@ -87,14 +114,17 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
         x = _dense_col(adata.X, i).astype(np.float64)
         det = _dense_col(counts, i) > 0
         fc = p = np.nan
+        gene_note = ""
         if is_csc.sum() > 0 and is_non.sum() > 0:
             a, b = np.expm1(x[is_csc]).mean(), np.expm1(x[is_non]).mean()
             fc = float(np.log2((a + FC_PSEUDOCOUNT) / (b + FC_PSEUDOCOUNT)))
-            if np.ptp(np.concatenate([x[is_csc], x[is_non]])) > 0:
+            if not expressed_enough(det[is_csc], det[is_non], min_frac=min_expr_frac, min_cells=min_expr_cells):
+                gene_note = low_expression_note(min_expr_frac, min_expr_cells, "CSC and of non-CSC")
+            elif np.ptp(np.concatenate([x[is_csc], x[is_non]])) > 0:
                 p = float(mannwhitneyu(x[is_csc], x[is_non], alternative="two-sided").pvalue)
             else:
                 p = 1.0
-        stats[gene] = (fc, p)
+        stats[gene] = (fc, p, gene_note)
         for g in keep_groups:
             sel = group == g
             n = int(sel.sum())
@@ -120,12 +150,68 @@ def checkpoint_table(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: st
     if ok.any():
         fdr[ok] = false_discovery_control(pvals[ok], method="bh")
     per_gene = pd.DataFrame(
-        {"gene": genes, "log2fc_csc_vs_noncsc": [stats[g][0] for g in genes], "p": pvals, "fdr": fdr}
+        {
+            "gene": genes,
+            "log2fc_csc_vs_noncsc": [stats[g][0] for g in genes],
+            "p": pvals,
+            "fdr": fdr,
+            "gene_note": [stats[g][2] for g in genes],
+        }
     )
     df = df.merge(per_gene, on="gene", how="left")
-    df["note"] = _missing_groups_note(is_csc, is_non)
-    if df["note"].iloc[0]:
-        log.warning("sample '%s': no CSC vs non-CSC checkpoint statistics: %s", sample, df["note"].iloc[0])
+    missing = _missing_groups_note(is_csc, is_non)
+    df["note"] = missing or df["gene_note"]
+    if missing:
+        log.warning("sample '%s' (%s): no CSC vs non-CSC checkpoint statistics: %s", sample, definition, missing)
+    df["definition"] = definition
+    df["rho"] = np.nan
+    df["sketch"] = False
+    return df[COLUMNS]
+
+
+def continuous_table(
+    adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: str, malignant: np.ndarray
+) -> pd.DataFrame:
+    """``definition = continuous`` rows: Spearman rho of ``obs['stemness']`` with each checkpoint gene across
+    the malignant cells (``group = malignant``; p from :func:`scipy.stats.spearmanr`, BH ``fdr`` over genes)."""
+    from ._continuous import gene_association
+
+    mal = np.asarray(malignant, dtype=bool)
+    rows = []
+    if "stemness" not in adata.obs or not mal.any():
+        note = "no stemness" if "stemness" not in adata.obs else "no malignant cells"
+        return note_row(COLUMNS, note, blank=("gene", "role", "group"), sample=sample, definition="continuous")
+    stem = adata.obs["stemness"].to_numpy(dtype=np.float64)[mal]
+    counts = adata.layers["counts"]
+    for gene, role in zip(checkpoints["gene"], checkpoints["role"], strict=True):
+        i = gene_index(adata.var_names, gene)
+        if i is None:
+            continue
+        x = _dense_col(adata.X, i).astype(np.float64)[mal]
+        det = _dense_col(counts, i)[mal] > 0
+        rho, p = gene_association(stem, x)
+        rows.append(
+            {
+                "sample": sample,
+                "definition": "continuous",
+                "gene": gene,
+                "role": role,
+                "group": "malignant",
+                "n_cells": int(mal.sum()),
+                "mean_expr": float(x.mean()),
+                "frac_expr": float(det.mean()),
+                "log2fc_csc_vs_noncsc": np.nan,
+                "rho": rho,
+                "p": p,
+                "note": "" if np.isfinite(p) else "stemness or expression constant across malignant cells",
+            }
+        )
+    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("fdr", "sketch")])
+    df["fdr"] = np.nan
+    ok = df["p"].notna().to_numpy()
+    if ok.any():
+        df.loc[ok, "fdr"] = false_discovery_control(df.loc[ok, "p"].to_numpy(dtype=float), method="bh")
+    df["sketch"] = False
     return df[COLUMNS]
 
 
@@ -141,13 +227,14 @@ def _missing_groups_note(is_csc: np.ndarray, is_non: np.ndarray) -> str:
 PSEUDOBULK_COLUMNS = ["sample", "group", "gene", "role", "n_cells", "counts", "library_size"]
 
 
-def checkpoint_pseudobulk(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: str) -> pd.DataFrame:
+def checkpoint_pseudobulk(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sample: str, group=None) -> pd.DataFrame:
     """Raw counts of each checkpoint gene summed over the cells of each group (CSC, nonCSC, immune types).
 
     ``library_size`` is the group's total count over all genes, for normalising across samples and
-    patients (the pseudobulk input of :func:`cscniche.cohort._statistics.pseudobulk_test`).
+    patients (the pseudobulk input of :func:`cscniche.cohort._statistics.pseudobulk_test`). ``group``: per-cell
+    groups of one CSC definition (default ``obs['group']``).
     """
-    group = adata.obs["group"].astype(str).to_numpy()
+    group = adata.obs["group"].astype(str).to_numpy() if group is None else np.asarray(group, dtype=str)
     comp = adata.obs["compartment"].astype(str).to_numpy()
     groups = [g for g in ("CSC", "nonCSC") if (group == g).any()] + sorted(set(group[comp == "immune"]) - {"CSC"})
     counts = sparse.csr_matrix(adata.layers["counts"])
@@ -177,6 +264,7 @@ def checkpoint_pseudobulk(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sampl
 NICHE_COLUMNS = [
     "sample",
     "neighbourhood",
+    "definition",
     "immune_type",
     "gene",
     "role",
@@ -189,6 +277,7 @@ NICHE_COLUMNS = [
     "log2fc_niche_vs_elsewhere",
     "p",
     "fdr",
+    "sketch",
     "note",
 ]
 
@@ -201,22 +290,30 @@ def niche_checkpoint_table(
     sample: str,
     neighbourhood: str,
     min_cells: int = 3,
+    group=None,
+    definition: str = "primary",
+    min_expr_frac: float = 0.0,
+    min_expr_cells: int = 0,
 ) -> pd.DataFrame:
     """Checkpoint expression of the immune cells inside CSC neighbourhoods vs the same type elsewhere.
 
     ``in_niche`` flags the cells that neighbour at least one CSC (:func:`cscniche.niche._graphs.csc_niche_members`).
     Per immune type and gene: mean log-normalised expression and fraction expressing in and outside the
     niche, ``log2((mean_norm_in + 0.01) / (mean_norm_out + 0.01))``, two-sided Mann-Whitney U p, and BH FDR
-    over the rows tested. Types with fewer than ``min_cells`` cells on either side get no test (a note).
+    over the rows tested. Types with fewer than ``min_cells`` cells on either side get no test (a note), as do
+    genes detected in fewer than ``min_expr_frac`` or ``min_expr_cells`` of the cells in and of those outside
+    the niche. ``group``: the per-cell groups of the CSC definition ``definition`` (default ``obs['group']``).
     """
-    group = adata.obs["group"].astype(str).to_numpy()
+    group = adata.obs["group"].astype(str).to_numpy() if group is None else np.asarray(group, dtype=str)
     comp = adata.obs["compartment"].astype(str).to_numpy()
     in_niche = np.asarray(in_niche, dtype=bool)
     imm = (comp == "immune") & ~np.isin(group, ["CSC", "nonCSC"])
 
     def _note(note: str) -> pd.DataFrame:
         blank = ("immune_type", "gene", "role")
-        return note_row(NICHE_COLUMNS, note, blank=blank, sample=sample, neighbourhood=neighbourhood)
+        return note_row(
+            NICHE_COLUMNS, note, blank=blank, sample=sample, neighbourhood=neighbourhood, definition=definition
+        )
 
     if not imm.any():
         return _note("no immune cells")
@@ -236,6 +333,7 @@ def niche_checkpoint_table(
             row = {
                 "sample": sample,
                 "neighbourhood": neighbourhood,
+                "definition": definition,
                 "immune_type": t,
                 "gene": gene,
                 "role": role,
@@ -251,6 +349,12 @@ def niche_checkpoint_table(
             }
             if a.sum() < min_cells or b.sum() < min_cells:
                 row["note"] = f"fewer than {min_cells} cells in or outside the CSC niche"
+            elif not expressed_enough(det[a], det[b], min_frac=min_expr_frac, min_cells=min_expr_cells):
+                ma, mb = np.expm1(x[a]).mean(), np.expm1(x[b]).mean()
+                row["log2fc_niche_vs_elsewhere"] = float(np.log2((ma + FC_PSEUDOCOUNT) / (mb + FC_PSEUDOCOUNT)))
+                row["note"] = low_expression_note(
+                    min_expr_frac, min_expr_cells, "the type in and of it outside the niche"
+                )
             else:
                 ma, mb = np.expm1(x[a]).mean(), np.expm1(x[b]).mean()
                 row["log2fc_niche_vs_elsewhere"] = float(np.log2((ma + FC_PSEUDOCOUNT) / (mb + FC_PSEUDOCOUNT)))
@@ -264,4 +368,5 @@ def niche_checkpoint_table(
     ok = df["p"].notna().to_numpy()
     if ok.any():
         df.loc[ok, "fdr"] = false_discovery_control(df.loc[ok, "p"].to_numpy(), method="bh")
+    df["sketch"] = False
     return df[NICHE_COLUMNS]

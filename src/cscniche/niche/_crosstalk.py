@@ -5,10 +5,23 @@ Inference is LIANA's consensus rank aggregate (:func:`liana.mt.rank_aggregate`) 
 the ``axis`` column; an axis pair missing from the consensus resource (e.g. PVR-TIGIT) is added to the
 resource for this run and flagged ``in_consensus = False``.
 
-The CSC-minus-non-CSC difference of a pair towards one receiver is the difference of LIANA's
-``lr_means`` (mean of the ligand's mean in the sender and the receptor's mean in the receiver; a complex
-takes its lowest subunit), i.e. half the difference of the ligand's mean in CSC vs non-CSC cells. Its
-p-value permutes the CSC label among the malignant cells (seeded), as the neighbour null does.
+The CSC-vs-non-CSC contrast (``crosstalk_difference.tsv``) involves the receiver (issue 16, item 4). Per
+ligand, receptor and receiving immune type, and per CSC definition:
+
+* ``ligand_diff`` = mean ligand expression in CSC minus in non-CSC malignant cells (log-normalised; a complex
+  takes its lowest subunit), ``p_ligand`` its two-sided p from permuting the CSC label among malignant cells;
+* ``receptor_mean_target`` / ``receptor_frac_target``: the receptor's mean and fraction of expressing cells in
+  the receiver (lowest subunit), ``p_receptor`` a one-sided binomial test that more than ``expr_prop`` of the
+  receiver's cells express it (every subunit; the largest subunit p);
+* ``interaction_diff`` = ``ligand_diff x receptor_mean_target``: how much more ligand CSC offer *to this
+  receiver's receptor* (zero when the receiver lacks the receptor);
+* ``p`` = max(``p_ligand``, ``p_receptor``), an intersection-union test of "the ligand differs AND the receiver
+  expresses the receptor" (valid: each part is a valid test); ``fdr`` is BH over every (ligand, receptor,
+  receiver) row of a definition, one hypothesis per row (the old per-ligand p, repeated over receptors and
+  receivers and then counted as separate cohort hypotheses, is gone).
+
+LIANA's ``lr_means`` difference (``score_diff``) is kept for reference: it is half the ligand difference and
+does not depend on the receiver. LIANA runs once, on the primary (first) CSC definition.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "sample",
+    "definition",
     "ligand",
     "receptor",
     "source",
@@ -39,25 +53,50 @@ COLUMNS = [
     "lrscore",
     "axis",
     "in_consensus",
+    "sketch",
     "note",
 ]
 DIFF_COLUMNS = [
     "sample",
+    "definition",
     "ligand",
     "receptor",
     "target",
     "axis",
+    "n_csc",
+    "n_noncsc",
+    "ligand_csc",
+    "ligand_noncsc",
+    "ligand_diff",
+    "receptor_mean_target",
+    "receptor_frac_target",
+    "interaction_diff",
     "score_csc",
     "score_noncsc",
     "score_diff",
     "lrscore_diff",
     "magnitude_rank_csc",
     "magnitude_rank_noncsc",
-    "p_diff",
-    "fdr_diff",
+    "p_ligand",
+    "p_receptor",
+    "p",
+    "fdr",
     "n_permutations",
+    "sketch",
     "note",
 ]
+#: plain-language description of the difference table's statistics (for captions and the README)
+DIFF_DESCRIPTIONS = {
+    "ligand_diff": "mean ligand expression (log-normalised, lowest subunit) in CSC minus in non-CSC malignant cells",
+    "receptor_mean_target": "mean receptor expression (lowest subunit) in the receiving immune type",
+    "receptor_frac_target": "fraction of the receiver's cells expressing the receptor (lowest subunit)",
+    "interaction_diff": "ligand_diff x receptor_mean_target: extra ligand CSC offer to this receiver's receptor",
+    "p_ligand": "two-sided permutation p of ligand_diff (CSC label permuted among malignant cells)",
+    "p_receptor": "one-sided binomial p that more than expr_prop of the receiver's cells express the receptor",
+    "p": "max(p_ligand, p_receptor): intersection-union test, one hypothesis per ligand, receptor and receiver",
+    "fdr": "Benjamini-Hochberg over the rows of one definition",
+    "score_diff": "LIANA lr_means CSC minus nonCSC (half the ligand difference; the receiver does not enter)",
+}
 SENDERS = ("CSC", "nonCSC")
 
 DEFAULT_AXES = list(_DEFAULT_AXES)  # the crosstalk.axes default (cscniche._params)
@@ -141,6 +180,8 @@ def crosstalk(
     min_cells: int = 5,
     max_p: float = 0.05,
     seed: int = 0,
+    definitions: list[tuple[str, np.ndarray]] | None = None,
+    sketch: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """LIANA crosstalk from CSC and non-CSC senders to immune receivers, and the CSC-minus-non-CSC difference.
 
@@ -164,11 +205,15 @@ def crosstalk(
     ``p`` = CellPhoneDB permutation p, LIANA's consensus ``magnitude_rank``/``specificity_rank``) and
     one row per ligand, receptor and receiver with the CSC-minus-non-CSC difference (:data:`DIFF_COLUMNS`).
     A sample without CSC, non-CSC or immune cells gets one row with a ``note`` in each.
+    ``definitions``: ``(name, per-cell group)`` per CSC definition (default ``[('primary', obs['group'])]``);
+    LIANA runs on the first, the difference table has one block per definition (module docstring).
     """
     import liana as li
 
     axes = DEFAULT_AXES if axes is None else axes
-    group = adata.obs["group"].astype(str).to_numpy()
+    if definitions is None:
+        definitions = [("primary", adata.obs["group"].astype(str).to_numpy())]
+    def_name, group = definitions[0][0], np.asarray(definitions[0][1], dtype=str)
     comp = adata.obs["compartment"].astype(str).to_numpy()
     receivers = sorted(set(group[(comp == "immune") & ~np.isin(group, SENDERS)]))
     sizes = {g: int((group == g).sum()) for g in set(group)}
@@ -178,9 +223,13 @@ def crosstalk(
         note = f"no immune cell type with at least {min_cells} cells"
     elif sizes.get("CSC", 0) < min_cells or sizes.get("nonCSC", 0) < min_cells:
         note = f"fewer than {min_cells} CSC or non-CSC malignant cells"
-    if note:
+    if not receivers:
         log.warning("sample '%s': no crosstalk: %s", sample, note)
-        return _note_row(COLUMNS, sample, note), _note_row(DIFF_COLUMNS, sample, note)
+        t, d = _note_row(COLUMNS, sample, note), _note_row(DIFF_COLUMNS, sample, note)
+        t["definition"], d["definition"], t["sketch"], d["sketch"] = def_name, "", sketch, sketch
+        return t[COLUMNS], d[DIFF_COLUMNS]
+    if note:  # the primary definition has too few CSC for LIANA; other definitions may still be contrasted
+        log.warning("sample '%s' (%s): no LIANA crosstalk: %s", sample, def_name, note)
     resource, added = resource_with_axes(axes)
     a = ad.AnnData(
         X=sparse.csr_matrix(adata.X, dtype=np.float32),
@@ -188,6 +237,29 @@ def crosstalk(
         var=pd.DataFrame(index=_resource_names(adata, resource)),
     )
     a.var_names_make_unique()
+    if note:
+        table = _note_row(COLUMNS, sample, note)
+    else:
+        table = _liana(
+            a, li, resource, added, receivers, axes, sample, expr_prop, min_cells, n_permutations, max_p, seed
+        )
+    table["definition"], table["sketch"] = def_name, sketch
+    pairs = _pairs(table, a, resource, axes)
+    diffs = []
+    for name, grp in definitions:
+        grp = np.asarray(grp, dtype=str)
+        d = _difference(
+            a, pairs, grp, receivers, table if name == def_name else None, sample=sample,
+            n_permutations=n_permutations, expr_prop=expr_prop, min_cells=min_cells, seed=seed,
+        )  # fmt: skip
+        d["definition"] = name
+        diffs.append(d)
+    diff = pd.concat(diffs, ignore_index=True)
+    diff["sketch"] = sketch
+    return table[COLUMNS], diff[DIFF_COLUMNS]
+
+
+def _liana(a, li, resource, added, receivers, axes, sample, expr_prop, min_cells, n_permutations, max_p, seed):
     pairs = pd.DataFrame([(s, r) for s in SENDERS for r in receivers], columns=["source", "target"])
     res = li.mt.rank_aggregate(
         a,
@@ -227,71 +299,142 @@ def crosstalk(
             "note": "",
         }
     )
-    table = table.sort_values(["axis", "ligand", "receptor", "target", "source"], key=_axis_first).reset_index(
-        drop=True
-    )
-    diff = _difference(a, table, group, sample=sample, n_permutations=n_permutations, seed=seed)
-    return table[COLUMNS], diff
+    return table.sort_values(["axis", "ligand", "receptor", "target", "source"], key=_axis_first).reset_index(drop=True)
+
+
+def _pairs(table: pd.DataFrame, a: ad.AnnData, resource: pd.DataFrame, axes: list[dict]) -> pd.DataFrame:
+    """(ligand, receptor, axis) contrasted: LIANA's kept pairs, else (no LIANA run) the axis pairs in the data."""
+    ok = table[table["ligand"].fillna("").astype(str) != ""]
+    if len(ok):
+        return ok[["ligand", "receptor", "axis"]].drop_duplicates().reset_index(drop=True)
+    present = set(a.var_names)
+    rows = [
+        (lg, rc, axis_of(lg, rc, axes))
+        for lg, rc in zip(resource["ligand"], resource["receptor"], strict=True)
+        if axis_of(lg, rc, axes) and (_subunits(lg) | _subunits(rc)) <= present
+    ]
+    return pd.DataFrame(rows, columns=["ligand", "receptor", "axis"]).drop_duplicates().reset_index(drop=True)
 
 
 def _axis_first(col: pd.Series) -> pd.Series:
     return col.eq("") if col.name == "axis" else col
 
 
+def _complex_stats(x: sparse.csr_matrix, var_names: pd.Index, complex_name: str, sel: np.ndarray):
+    """Mean (lowest subunit), fraction expressing (lowest subunit) and cells expressing each subunit in ``sel``."""
+    idx = var_names.get_indexer(sorted(_subunits(complex_name)))
+    if (idx < 0).any() or not sel.any():
+        return np.nan, np.nan, []
+    sub = x[np.flatnonzero(sel)][:, idx]
+    means = np.asarray(sub.mean(axis=0)).ravel()
+    n_expr = np.asarray((sub > 0).sum(axis=0)).ravel()
+    return float(means.min()), float(n_expr.min() / sel.sum()), [int(k) for k in n_expr]
+
+
 def _difference(
-    a: ad.AnnData, table: pd.DataFrame, group: np.ndarray, *, sample: str, n_permutations: int, seed: int
+    a: ad.AnnData,
+    pairs: pd.DataFrame,
+    group: np.ndarray,
+    receivers: list[str],
+    liana_table: pd.DataFrame | None,
+    *,
+    sample: str,
+    n_permutations: int,
+    expr_prop: float,
+    min_cells: int,
+    seed: int,
 ) -> pd.DataFrame:
-    wide = table.pivot_table(
-        index=["ligand", "receptor", "target", "axis"],
-        columns="source",
-        values=["score", "lrscore", "magnitude_rank"],
-        aggfunc="first",
-    )
-    wide = wide.dropna(subset=[("score", "CSC"), ("score", "nonCSC")]).reset_index()
-    if wide.empty:
-        return _note_row(DIFF_COLUMNS, sample, "no pair scored for both CSC and non-CSC senders")
-    lig = sorted(set(wide["ligand"]))
+    """The receiver-aware CSC-vs-non-CSC contrast of one CSC definition (module docstring)."""
+    from scipy.stats import binomtest
+
+    n_csc, n_non = int((group == "CSC").sum()), int((group == "nonCSC").sum())
+    if n_csc < min_cells or n_non < min_cells:
+        d = _note_row(DIFF_COLUMNS, sample, f"fewer than {min_cells} CSC or non-CSC malignant cells")
+        d["n_csc"], d["n_noncsc"] = n_csc, n_non
+        return d
+    if pairs.empty:
+        return _note_row(DIFF_COLUMNS, sample, "no ligand-receptor pair with every subunit in the data")
+    present = set(a.var_names)
+    pairs = pairs[[_subunits(lg) <= present and _subunits(rc) <= present for lg, rc in zip(pairs["ligand"], pairs["receptor"], strict=True)]]  # fmt: skip
+    lig = sorted(set(pairs["ligand"]))
     mal = np.isin(group, SENDERS)
     is_csc = group[mal] == "CSC"
-    xm = sparse.csr_matrix(a.X)[np.flatnonzero(mal)]
-    k = int(is_csc.sum())
-    rng = np.random.default_rng(seed)
-    masks = np.zeros((n_permutations + 1, 2 * xm.shape[0]), dtype=bool)
-    for b in range(n_permutations + 1):
-        lab = is_csc if b == 0 else np.isin(np.arange(xm.shape[0]), rng.choice(xm.shape[0], k, replace=False))
-        masks[b, : xm.shape[0]] = lab
-        masks[b, xm.shape[0] :] = ~lab
+    x = sparse.csr_matrix(a.X)
+    xm = x[np.flatnonzero(mal)]
     n = xm.shape[0]
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n_permutations + 1, 2 * n), dtype=bool)
+    for b in range(n_permutations + 1):
+        lab = is_csc if b == 0 else np.isin(np.arange(n), rng.choice(n, n_csc, replace=False))
+        masks[b, :n] = lab
+        masks[b, n:] = ~lab
     means_csc = ligand_means(xm, lig, a.var_names, masks[:, :n])
     means_non = ligand_means(xm, lig, a.var_names, masks[:, n:])
-    d = (means_csc - means_non) / 2.0  # lr_means difference: the receptor half cancels
+    d = means_csc - means_non
     obs, null = d[0], d[1:]
     hi = (1 + (null >= obs - 1e-12).sum(axis=0)) / (n_permutations + 1)
     lo = (1 + (null <= obs + 1e-12).sum(axis=0)) / (n_permutations + 1)
-    p = np.minimum(1.0, 2 * np.minimum(hi, lo))
-    p_lig = dict(zip(lig, p, strict=True))
-    # one test per ligand (the difference does not depend on receptor or receiver): BH over ligands
-    fdr_lig = dict(zip(lig, false_discovery_control(p, method="bh"), strict=True))
-    out = pd.DataFrame(
-        {
-            "sample": sample,
-            "ligand": wide["ligand"],
-            "receptor": wide["receptor"],
-            "target": wide["target"],
-            "axis": wide["axis"],
-            "score_csc": wide[("score", "CSC")],
-            "score_noncsc": wide[("score", "nonCSC")],
-            "lrscore_diff": wide[("lrscore", "CSC")] - wide[("lrscore", "nonCSC")],
-            "magnitude_rank_csc": wide[("magnitude_rank", "CSC")],
-            "magnitude_rank_noncsc": wide[("magnitude_rank", "nonCSC")],
-            "p_diff": wide["ligand"].map(p_lig),
-            "n_permutations": n_permutations,
-            "note": "",
-        }
-    )
-    out.columns = [c if isinstance(c, str) else c[0] for c in out.columns]
-    out["score_diff"] = out["score_csc"] - out["score_noncsc"]
-    out["fdr_diff"] = out["ligand"].map(fdr_lig)
+    p_lig = dict(zip(lig, np.minimum(1.0, 2 * np.minimum(hi, lo)), strict=True))
+    lstats = {lg: (means_csc[0, i], means_non[0, i]) for i, lg in enumerate(lig)}
+    liana = {}
+    if liana_table is not None and len(liana_table) and liana_table["ligand"].astype(str).ne("").any():
+        wide = liana_table.pivot_table(
+            index=["ligand", "receptor", "target"], columns="source", values=["lrscore", "magnitude_rank"],
+            aggfunc="first",
+        )  # fmt: skip
+        for key, row in wide.iterrows():
+            liana[key] = {
+                "lrscore_diff": row.get(("lrscore", "CSC"), np.nan) - row.get(("lrscore", "nonCSC"), np.nan),
+                "magnitude_rank_csc": row.get(("magnitude_rank", "CSC"), np.nan),
+                "magnitude_rank_noncsc": row.get(("magnitude_rank", "nonCSC"), np.nan),
+            }
+    rows = []
+    rstats = {}
+    for lg, rc, axis in zip(pairs["ligand"], pairs["receptor"], pairs["axis"], strict=True):
+        l_csc, l_non = lstats[lg]
+        for r in receivers:
+            if (rc, r) not in rstats:
+                sel = group == r
+                mean, frac, n_expr = _complex_stats(x, a.var_names, rc, sel)
+                n_r = int(sel.sum())
+                p_r = max((binomtest(k, n_r, expr_prop, alternative="greater").pvalue for k in n_expr), default=np.nan)
+                rstats[(rc, r)] = (mean, frac, float(p_r))
+            r_mean, r_frac, p_r = rstats[(rc, r)]
+            extra = liana.get((lg, rc, r), {})
+            rows.append(
+                {
+                    "sample": sample,
+                    "ligand": lg,
+                    "receptor": rc,
+                    "target": r,
+                    "axis": axis,
+                    "n_csc": n_csc,
+                    "n_noncsc": n_non,
+                    "ligand_csc": l_csc,
+                    "ligand_noncsc": l_non,
+                    "ligand_diff": l_csc - l_non,
+                    "receptor_mean_target": r_mean,
+                    "receptor_frac_target": r_frac,
+                    "interaction_diff": (l_csc - l_non) * r_mean,
+                    "score_csc": (l_csc + r_mean) / 2,
+                    "score_noncsc": (l_non + r_mean) / 2,
+                    "score_diff": (l_csc - l_non) / 2,
+                    "lrscore_diff": extra.get("lrscore_diff", np.nan),
+                    "magnitude_rank_csc": extra.get("magnitude_rank_csc", np.nan),
+                    "magnitude_rank_noncsc": extra.get("magnitude_rank_noncsc", np.nan),
+                    "p_ligand": p_lig[lg],
+                    "p_receptor": p_r,
+                    "p": max(p_lig[lg], p_r),
+                    "n_permutations": n_permutations,
+                    "note": "",
+                }
+            )
+    out = pd.DataFrame(rows, columns=[c for c in DIFF_COLUMNS if c not in ("definition", "fdr", "sketch")])
+    out["fdr"] = np.nan
+    ok = out["p"].notna().to_numpy()
+    if ok.any():
+        out.loc[ok, "fdr"] = false_discovery_control(out.loc[ok, "p"].to_numpy(dtype=float), method="bh")
+    out["definition"], out["sketch"] = "", False
     return (
         out[DIFF_COLUMNS].sort_values(["axis", "ligand", "receptor", "target"], key=_axis_first).reset_index(drop=True)
     )

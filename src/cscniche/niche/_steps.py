@@ -9,12 +9,42 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.stats import false_discovery_control
 
 from .._errors import InputError
 from .._params import CheckpointsParams, CrosstalkParams, EmbeddingParams, NeighboursParams
 from . import _checkpoints as _cp
 from . import _crosstalk as _ct
 from . import _graphs as _nb
+
+#: columns of the immune-neighbour table (``immune_neighbours.tsv``)
+NEIGHBOUR_COLUMNS = [
+    "sample",
+    "neighbourhood",
+    "definition",
+    "null",
+    "group",
+    "immune_type",
+    "n_csc",
+    "n_noncsc",
+    "observed",
+    "expected",
+    "csc_fraction",
+    "noncsc_fraction",
+    "difference",
+    "null_mean_difference",
+    "log2_enrichment",
+    "z",
+    "rho",
+    "p",
+    "fdr",
+    "n_permutations",
+    "csc_density",
+    "noncsc_density",
+    "sketch",
+    "note",
+]
+KNN_NOTE = "transcriptional neighbours, not spatial"
 
 
 def neighbours(
@@ -26,27 +56,111 @@ def neighbours(
     spatial_y: str | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Immune-neighbour enrichment on the kNN graph and, when the sample has coordinates, in space.
+    """Immune-neighbour composition of CSC vs non-CSC malignant cells, per CSC definition, plus stemness rows.
 
-    Graphs: :func:`neighbourhood_graphs`; test: :func:`cscniche.niche._graphs.neighbour_enrichment`
-    (CSC labels permuted ``neighbours.n_permutations`` times within the malignant cells).
-
-    Returns
-    -------
-    One row per neighbourhood kind, group and immune cell type (observed, expected, log2 enrichment, p, FDR).
+    Per neighbourhood (``knn``: the expression kNN graph, *transcriptional* neighbours, every row's note says
+    so; ``spatial``: physical neighbours when the sample has coordinates) and CSC definition
+    (:func:`cscniche.niche._definitions.csc_definitions`): one row per immune type from
+    :func:`cscniche.niche.spatial_null.spatial_neighbour_enrichment` (statistic: the type's share among
+    CSC neighbours minus its share among non-CSC neighbours; one test per type, no mirror nonCSC row).
+    Null: ``neighbours.spatial_null`` for ``spatial`` (default ``spatial_shift``: the CSC label field moved
+    rigidly against the tissue), ``label_permutation`` for ``knn``. Then ``definition = continuous`` rows:
+    Spearman ``rho`` of ``stemness`` with each immune type's neighbour share across malignant cells
+    (:func:`cscniche.niche._continuous.neighbour_share_association`; spatial: stemness field shifted; knn:
+    permuted). ``fdr``: BH over the immune types of one neighbourhood and definition. ``sketch``: whether the
+    sample was analysed on a sketch (spatial rows then say how the graph is affected).
     """
-    args = dict(
-        cell_type=adata.obs["cell_type"].to_numpy(),
-        compartment=adata.obs["compartment"].to_numpy(),
-        csc=adata.obs["csc"].to_numpy(),
-        malignant=adata.obs["malignant"].to_numpy(dtype=bool) if "malignant" in adata.obs else None,
-        sample=sample,
-        n_permutations=neighbours.n_permutations,
-        seed=seed,
-    )
-    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
-    tables = [_nb.neighbour_enrichment(adj, neighbourhood=kind, **args) for adj, kind in graphs]
-    return pd.concat(tables, ignore_index=True)
+    from . import _continuous, _definitions
+    from .spatial_null import spatial_neighbour_enrichment
+
+    obs = adata.obs
+    cell_type = obs["cell_type"].astype(str).to_numpy()
+    compartment = obs["compartment"].astype(str).to_numpy()
+    malignant = _definitions.malignant_mask(adata)
+    defs = _definitions.csc_definitions(adata)
+    is_sketch, sketch_note = _definitions.sketch_info(adata)
+    try:
+        coords = _nb.spatial_coordinates(adata, x=spatial_x or None, y=spatial_y or None)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the x_col/y_col columns of the sample sheet", sample=sample) from None
+    kinds = [("knn", _nb.knn_adjacency(adata.obsp["distances"]))]
+    if coords is not None:
+        kinds.append(("spatial", None))
+    tables = []
+    for kind, adj in kinds:
+        null = neighbours.spatial_null if kind == "spatial" else "label_permutation"
+        xy = coords if coords is not None else np.zeros((adata.n_obs, 2))
+        if kind == "spatial":
+            adj, _ = _sn_graph(xy, neighbours)
+        for name, csc in defs:
+            t = spatial_neighbour_enrichment(
+                xy,
+                cell_type,
+                compartment,
+                csc,
+                malignant,
+                k=neighbours.spatial_k,
+                radius=neighbours.spatial_radius,
+                adj=None if kind == "spatial" else adj,
+                null=null,
+                n_permutations=neighbours.n_permutations,
+                seed=seed,
+                sample=sample,
+                neighbourhood=kind,
+            )
+            t["definition"] = name
+            t["group"] = np.where(t["immune_type"].astype(str) != "", "CSC", "")
+            tables.append(t)
+        if "stemness" in obs:
+            res = _continuous.neighbour_share_association(
+                adj,
+                obs["stemness"].to_numpy(dtype=np.float64),
+                cell_type,
+                compartment,
+                malignant,
+                coords=xy,
+                null=null,
+                n_permutations=neighbours.n_permutations,
+                seed=seed,
+            )
+            ok = np.isfinite(res["p"])
+            fdr = np.full(res["p"].shape, np.nan)
+            if ok.any():
+                fdr[ok] = false_discovery_control(res["p"][ok], method="bh")
+            cont = pd.DataFrame(
+                {
+                    "sample": sample,
+                    "neighbourhood": kind,
+                    "definition": _definitions.CONTINUOUS,
+                    "null": ("stemness_shift" if null == "spatial_shift" else "stemness_permutation"),
+                    "group": "stemness",
+                    "immune_type": res["types"] if len(res["types"]) else [""],
+                    "n_csc": np.nan,
+                    "n_noncsc": np.nan,
+                    "rho": res["rho"] if len(res["types"]) else [np.nan],
+                    "p": res["p"] if len(res["types"]) else [np.nan],
+                    "fdr": fdr if len(res["types"]) else [np.nan],
+                    "n_permutations": res["n_permutations"],
+                    "note": res["note"],
+                }
+            )
+            cont["n_malignant_tested"] = res["n_cells"]
+            tables.append(cont)
+    out = pd.concat(tables, ignore_index=True).reindex(columns=NEIGHBOUR_COLUMNS)
+    out["sketch"] = is_sketch
+    note = out["note"].fillna("").astype(str)
+    knn = out["neighbourhood"] == "knn"
+    out.loc[knn, "note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note[knn]]
+    if sketch_note:
+        sp = out["neighbourhood"] == "spatial"
+        out.loc[sp, "note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note[sp]]
+    return out
+
+
+def _sn_graph(coords: np.ndarray, neighbours: NeighboursParams):
+    from .spatial_null import spatial_graph
+
+    return spatial_graph(coords, k=neighbours.spatial_k, radius=neighbours.spatial_radius)
 
 
 def neighbourhood_graphs(
@@ -96,7 +210,9 @@ def patient_neighbours(
 
     Returns
     -------
-    The :func:`neighbours` table with ``sample`` = the patient and ``neighbourhood`` = ``knn_shared``.
+    The :func:`cscniche.niche._graphs.neighbour_enrichment` table of the CSC rows (one test per immune type;
+    the mirrored nonCSC rows dropped, BH over the CSC rows) with ``sample`` = the patient, ``neighbourhood`` =
+    ``knn_shared``, ``definition`` = ``primary`` (``obs['csc']``) and the note "transcriptional neighbours".
     """
     joint = _nb.shared_knn(
         adatas,
@@ -107,7 +223,7 @@ def patient_neighbours(
         seed=seed,
     )
     obs = joint.obs
-    return _nb.neighbour_enrichment(
+    df = _nb.neighbour_enrichment(
         _nb.knn_adjacency(joint.obsp["distances"]),
         obs["cell_type"].astype(str).to_numpy(),
         obs["compartment"].astype(str).to_numpy(),
@@ -119,6 +235,15 @@ def patient_neighbours(
         n_permutations=neighbours.n_permutations,
         seed=seed,
     )
+    # one test per immune type: the nonCSC row mirrors the CSC row (same permutations), so it is dropped
+    df = df[df["group"].astype(str) != "nonCSC"].reset_index(drop=True)
+    ok = df["p"].notna().to_numpy()
+    if ok.any():
+        df.loc[ok, "fdr"] = false_discovery_control(df.loc[ok, "p"].to_numpy(dtype=float), method="bh")
+    note = df["note"].fillna("").astype(str)
+    df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+    df.insert(2, "definition", "primary")
+    return df
 
 
 def nhood_enrichment(
@@ -132,45 +257,102 @@ def nhood_enrichment(
 ) -> pd.DataFrame:
     """squidpy neighbourhood enrichment of CSC/nonCSC vs immune groups on the spatial (else kNN) graph.
 
+    One block per CSC definition (``definition`` column); ``sketch`` says whether the sample is a sketch; a kNN
+    graph (no coordinates) is said to be transcriptional in ``note``.
+
     Returns
     -------
     One row per pair of groups (z-score, counts) of :func:`cscniche.niche._graphs.squidpy_enrichment`.
     """
+    from . import _definitions
+
     [(adj, kind)] = neighbourhood_graphs(
         adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y, single=True
     )
-    return _nb.squidpy_enrichment(
-        adj,
-        adata.obs["group"].to_numpy(),
-        adata.obs["compartment"].to_numpy(),
-        sample=sample,
-        neighbourhood=kind,
-        n_permutations=neighbours.n_permutations,
-        seed=seed,
-    )
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        t = _nb.squidpy_enrichment(
+            adj,
+            _definitions.definition_groups(adata, csc),
+            adata.obs["compartment"].to_numpy(),
+            sample=sample,
+            neighbourhood=kind,
+            n_permutations=neighbours.n_permutations,
+            seed=seed,
+        )
+        t.insert(2, "definition", name)
+        out.append(t)
+    df = pd.concat(out, ignore_index=True)
+    df.insert(len(df.columns) - 1, "sketch", _definitions.sketch_info(adata)[0])
+    if kind == "knn":
+        note = df["note"].fillna("").astype(str)
+        df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+    return df
 
 
-def checkpoints(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
-    """Checkpoint expression per group (see :func:`cscniche.niche._checkpoints.checkpoint_table`).
+def checkpoints(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    genes: str | Path | None = None,
+    checkpoints: CheckpointsParams = CheckpointsParams(),
+) -> pd.DataFrame:
+    """Checkpoint expression per group, per CSC definition, plus stemness rows.
 
-    ``genes``: the checkpoint gene table (default: the ``checkpoints.genes`` table).
+    See :func:`cscniche.niche._checkpoints.checkpoint_table` (one block per CSC definition of
+    :func:`cscniche.niche._definitions.csc_definitions`, minimum-expression rule ``checkpoints.min_expr_frac`` /
+    ``checkpoints.min_expr_cells``) and :func:`cscniche.niche._checkpoints.continuous_table`
+    (``definition = continuous``: Spearman rho of stemness with each gene across malignant cells).
+    ``genes``: the checkpoint gene table (default: ``checkpoints.genes``).
 
     Returns
     -------
-    One row per group and checkpoint gene (mean expression, fraction expressing, CSC vs non-CSC contrast).
+    One row per definition, group and checkpoint gene (mean expression, fraction expressing, CSC vs non-CSC
+    contrast or rho), with ``definition`` and ``sketch`` columns.
     """
-    return _cp.checkpoint_table(adata, _cp.read_checkpoints(genes or CheckpointsParams().genes), sample=sample)
+    from . import _definitions
+
+    table = _cp.read_checkpoints(genes or checkpoints.genes)
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        out.append(
+            _cp.checkpoint_table(
+                adata,
+                table,
+                sample=sample,
+                group=_definitions.definition_groups(adata, csc),
+                definition=name,
+                min_expr_frac=checkpoints.min_expr_frac,
+                min_expr_cells=checkpoints.min_expr_cells,
+            )
+        )
+    if not any(len(d) for d in out):  # no checkpoint gene in the data
+        return pd.DataFrame(columns=_cp.COLUMNS)
+    out.append(_cp.continuous_table(adata, table, sample=sample, malignant=_definitions.malignant_mask(adata)))
+    df = pd.concat([d for d in out if len(d)], ignore_index=True)
+    df["sketch"] = _definitions.sketch_info(adata)[0]
+    return df[_cp.COLUMNS]
 
 
 def checkpoint_pseudobulk(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
-    """Summed raw counts per group and checkpoint gene (see :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
+    """Summed raw counts per group and checkpoint gene, per CSC definition (see
+    :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
 
     Returns
     -------
-    One row per group and checkpoint gene (counts, cells, library size).
+    One row per definition, group and checkpoint gene (counts, cells, library size), with a ``sketch`` column.
     """
+    from . import _definitions
+
     table = _cp.read_checkpoints(genes or CheckpointsParams().genes)
-    return _cp.checkpoint_pseudobulk(adata, table, sample=sample)
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        t = _cp.checkpoint_pseudobulk(adata, table, sample=sample, group=_definitions.definition_groups(adata, csc))
+        t.insert(1, "definition", name)
+        out.append(t)
+    df = pd.concat(out, ignore_index=True)
+    df["sketch"] = _definitions.sketch_info(adata)[0]
+    return df
 
 
 def niche_checkpoints(
@@ -183,19 +365,45 @@ def niche_checkpoints(
     spatial_x: str | None = None,
     spatial_y: str | None = None,
 ) -> pd.DataFrame:
-    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the kNN and the spatial graph.
+    """Checkpoints of immune cells inside CSC neighbourhoods vs elsewhere, on the *spatial* graph only.
 
-    ``genes`` defaults to ``checkpoints.genes``; a type is tested with ``checkpoints.niche_min_cells`` cells.
+    The kNN graph is left out: immune cells that are expression neighbours of CSC look like tumour cells, so
+    their tumour-expressed genes are confounded by the similarity itself (issue 16). A sample without
+    coordinates gets one note row. One block per CSC definition; ``genes`` defaults to ``checkpoints.genes``;
+    a type is tested with ``checkpoints.niche_min_cells`` cells on each side and a gene with the
+    minimum-expression rule (``checkpoints.min_expr_frac`` / ``min_expr_cells``).
 
     Returns
     -------
-    One row per neighbourhood kind, immune cell type and checkpoint gene (in vs out of the niche).
+    One row per definition, immune cell type and checkpoint gene (in vs out of the niche), ``sketch`` column.
     """
+    from . import _definitions
+
     table = _cp.read_checkpoints(genes or checkpoints.genes)
-    csc = adata.obs["csc"].to_numpy(dtype=bool)
-    graphs = neighbourhood_graphs(adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y)
-    return pd.concat(
-        [
+    is_sketch, sketch_note = _definitions.sketch_info(adata)
+    graphs = [
+        (adj, kind)
+        for adj, kind in neighbourhood_graphs(
+            adata, sample=sample, neighbours=neighbours, spatial_x=spatial_x, spatial_y=spatial_y
+        )
+        if kind == "spatial"
+    ]
+    if not graphs:
+        from .._tables import note_row
+
+        df = note_row(
+            _cp.NICHE_COLUMNS,
+            "no spatial coordinates: dissociated cells have no physical niche (see the cohort table csc_burden_immune)",
+            blank=("immune_type", "gene", "role", "definition"),
+            sample=sample,
+            neighbourhood="",
+        )
+        df["sketch"] = is_sketch
+        return df
+    [(adj, kind)] = graphs
+    out = []
+    for name, csc in _definitions.csc_definitions(adata):
+        out.append(
             _cp.niche_checkpoint_table(
                 adata,
                 table,
@@ -203,24 +411,35 @@ def niche_checkpoints(
                 sample=sample,
                 neighbourhood=kind,
                 min_cells=checkpoints.niche_min_cells,
+                group=_definitions.definition_groups(adata, csc),
+                definition=name,
+                min_expr_frac=checkpoints.min_expr_frac,
+                min_expr_cells=checkpoints.min_expr_cells,
             )
-            for adj, kind in graphs
-        ],
-        ignore_index=True,
-    )
+        )
+    df = pd.concat(out, ignore_index=True)
+    df["sketch"] = is_sketch
+    if sketch_note:
+        note = df["note"].fillna("").astype(str)
+        df["note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note]
+    return df
 
 
 def crosstalk(
     adata: ad.AnnData, *, sample: str, crosstalk: CrosstalkParams = CrosstalkParams(), seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LIANA crosstalk CSC/nonCSC -> immune and the CSC-minus-non-CSC difference.
+    """LIANA crosstalk CSC/nonCSC -> immune and the receiver-aware CSC-vs-non-CSC contrast, per CSC definition.
 
-    See :func:`cscniche.niche._crosstalk.crosstalk` (``crosstalk``: the config section).
+    See :func:`cscniche.niche._crosstalk.crosstalk` (``crosstalk``: the config section): LIANA runs on the
+    primary definition; the contrast (``interaction_diff`` = ligand difference x receptor mean in the receiver,
+    p = max(ligand permutation p, receptor-presence p), BH over rows) on every definition.
 
     Returns
     -------
     The crosstalk table (one row per sender, receiver and ligand-receptor pair) and the difference table.
     """
+    from . import _definitions
+
     return _ct.crosstalk(
         adata,
         sample=sample,
@@ -230,6 +449,8 @@ def crosstalk(
         min_cells=crosstalk.min_cells,
         max_p=crosstalk.max_p,
         seed=seed,
+        definitions=[(n, _definitions.definition_groups(adata, c)) for n, c in _definitions.csc_definitions(adata)],
+        sketch=_definitions.sketch_info(adata)[0],
     )
 
 
@@ -258,6 +479,10 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
               "csc_fdr", "csc", "group"]:  # fmt: skip
         if c in obs or c in ("malignant", "stemness", "csc", "group"):
             df[c] = obs[c].to_numpy()
+    for name in adata.uns.get("cscniche", {}).get("csc_definitions", []) or []:  # one CSC flag per definition
+        c = f"csc_{name}"
+        if c in obs and c not in df:
+            df[c] = obs[c].to_numpy(dtype=bool)
     for c in obs.columns:
         if c.startswith(("expr_", "detected_", "truth_")):
             df[c] = obs[c].astype(str).to_numpy() if obs[c].dtype.name == "category" else obs[c].to_numpy()

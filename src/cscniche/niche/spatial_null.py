@@ -170,6 +170,7 @@ class ShiftField:
         inside = dist <= self.r_in
         self.grid = (inside & np.asarray(is_csc, dtype=bool)[j]).reshape(self.shape)
         self.inside = inside.reshape(self.shape)
+        self.nearest = np.where(inside, j, -1).reshape(self.shape)  # nearest malignant cell; -1 off tumour
         csc_cells = centres[self.grid.ravel()]  # grid-cell centres of the CSC field (its area)
         self.csc_cells = csc_cells[:: max(1, int(np.ceil(len(csc_cells) / 400)))]  # <= ~400, evenly strided
 
@@ -202,6 +203,21 @@ class ShiftField:
         sy = s * x + c * y + self.centre[1] - shifts[:, 1:2]
         ix, iy = self._index(sx, sy)
         return self.grid[ix, iy]
+
+    def sources(self, shifts: np.ndarray, angles: np.ndarray, flips: np.ndarray) -> np.ndarray:
+        """Malignant cell (index, -1 off tumour) whose value each malignant cell takes under each draw.
+
+        The same back-transform as :meth:`labels`, reading the nearest-malignant-cell grid: moves a continuous
+        field (e.g. stemness) rigidly against the tissue.
+        """
+        rel = self.xy - self.centre
+        c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
+        x = np.where(flips[:, None], -rel[None, :, 0], rel[None, :, 0])
+        y = rel[None, :, 1]
+        sx = c * x - s * y + self.centre[0] - shifts[:, :1]
+        sy = s * x + c * y + self.centre[1] - shifts[:, 1:2]
+        ix, iy = self._index(sx, sy)
+        return self.nearest[ix, iy]
 
     def identity_agreement(self, is_csc: np.ndarray) -> float:
         """Share of malignant cells whose rasterised label (no shift) equals their own label."""
