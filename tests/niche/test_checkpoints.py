@@ -108,7 +108,7 @@ def test_niche_checkpoints_without_immune_cells_say_so(tmp_path):
 def test_niche_checkpoints_of_dissociated_cells_is_a_note(tmp_path):
     a, _ = _tiny()
     del a.obsm["spatial"]
-    df = cn.niche.niche_checkpoints(a, sample="s", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.niche_checkpoints(a, sample="s", genes=DATA / "checkpoints.tsv")
     assert len(df) == 1 and df["note"].iloc[0].startswith("no spatial coordinates")
 
 
@@ -149,7 +149,7 @@ def test_definitions_and_continuous_rows(demo_processed):
     a.obs["csc_calibrated"] = a.obs["csc"].to_numpy(dtype=bool)
     a.obs["csc_quantile"] = mal & (s >= np.quantile(s[mal], 0.9))
     a.uns["cscniche"] = {**a.uns.get("cscniche", {}), "csc_definitions": ["calibrated", "quantile"]}
-    df = cn.niche.checkpoints(a, sample="demo", genes=ROOT / "config/checkpoints.tsv")
+    df = cn.niche.checkpoints(a, sample="demo", genes=DATA / "checkpoints.tsv")
     assert set(df.definition) == {"calibrated", "quantile", "continuous"}
     q = df[(df.definition == "quantile") & (df.group == "CSC")].set_index("gene")
     assert q.loc["CD274", "n_cells"] == (a.obs["csc_quantile"]).sum()
