@@ -31,23 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def _load(name: str, rel: str):
-    """Import ``cscniche.<name>``; while the package is being refactored (its __init__ broken), load the
-    file by path instead (both modules used here import nothing from cscniche)."""
-    import importlib
-    import importlib.util
+from cscniche import demo as _demo  # noqa: E402
+from cscniche.niche import spatial_null as _sn  # noqa: E402
 
-    try:
-        return importlib.import_module(f"cscniche.{name}")
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(f"_vsn_{name.replace('.', '_')}", ROOT / rel)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-
-
-_sn = _load("niche.spatial_null", "src/cscniche/niche/spatial_null.py")
 ShiftField, spatial_neighbour_enrichment = _sn.ShiftField, _sn.spatial_neighbour_enrichment
 
 SHARED = ROOT.parent / "shared" / "data" / "spatial"
@@ -150,7 +136,7 @@ def run_sims(n_slides, sizes, strength, n_perm, label, patch_counts=(1, 3)):
 
 def demo_strength():
     """Macrophage share among CSC vs non-CSC neighbours (k=10) in the demo and in one planted simulation."""
-    make_demo = _load("demo", "src/cscniche/demo.py").make_demo
+    make_demo = _demo.make_demo
 
     a = make_demo(seed=1, cnv=False, n_background=50)
     t = a.obs["truth_cell_type"].astype(str).to_numpy()
@@ -164,7 +150,7 @@ def demo_strength():
 def demo_layouts(n_layouts, n_perm):
     """The demo's own layout (``cscniche.demo._layout``: 6 stem niches with 75 % of macrophages / MDSC,
     T/NK kept out), labels from the truth: p per immune type for both nulls over ``n_layouts`` seeds."""
-    demo = _load("demo", "src/cscniche/demo.py")
+    demo = _demo
     DEFAULT_SIZES, _layout = demo.DEFAULT_SIZES, demo._layout  # noqa: N806
 
     labels = np.concatenate([np.full(n, t) for t, n in DEFAULT_SIZES.items()])

@@ -25,6 +25,16 @@ def shared_file(rel: str) -> Path:
     return p
 
 
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module (its simulations are shared with the tests)."""
+    import importlib
+    import sys
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
 @pytest.fixture(scope="session")
 def demo_raw():
     """The demo tumour (raw counts), seed 1; a fresh copy per use is the caller's job."""
@@ -54,3 +64,17 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
         logging.getLogger("tests").error("snakemake failed:\n%s\n%s", res.stdout[-5000:], res.stderr[-5000:])
         raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stderr[-5000:]}")
     return res
+
+
+@pytest.fixture(scope="session")
+def demo_defs(demo_processed):
+    """The demo with two CSC definitions (the calibrated call and the top decile of stemness)."""
+    import numpy as np
+
+    a = demo_processed.copy()
+    mal = a.obs["malignant"].to_numpy(dtype=bool)
+    s = a.obs["stemness"].to_numpy()
+    a.obs["csc_calibrated"] = a.obs["csc"].to_numpy(dtype=bool)
+    a.obs["csc_quantile"] = mal & (s >= np.quantile(s[mal], 0.9))
+    a.uns["cscniche"] = {**a.uns.get("cscniche", {}), "csc_definitions": ["calibrated", "quantile"]}
+    return a

@@ -139,16 +139,10 @@ def test_low_expression_genes_are_not_tested(tmp_path):
     assert np.isfinite(off[(off.definition == "primary") & (off.gene == "HAVCR2")]["p"]).all()
 
 
-def test_definitions_and_continuous_rows(demo_processed):
+def test_definitions_and_continuous_rows(demo_defs):
     """Two CSC definitions side by side, and Spearman rho of stemness with each gene across malignant cells."""
-    import numpy as np
 
-    a = demo_processed.copy()
-    mal = a.obs["malignant"].to_numpy(dtype=bool)
-    s = a.obs["stemness"].to_numpy()
-    a.obs["csc_calibrated"] = a.obs["csc"].to_numpy(dtype=bool)
-    a.obs["csc_quantile"] = mal & (s >= np.quantile(s[mal], 0.9))
-    a.uns["cscniche"] = {**a.uns.get("cscniche", {}), "csc_definitions": ["calibrated", "quantile"]}
+    a = demo_defs.copy()
     df = cn.niche.checkpoints(a, sample="demo", genes=DATA / "checkpoints.tsv")
     assert set(df.definition) == {"calibrated", "quantile", "continuous"}
     q = df[(df.definition == "quantile") & (df.group == "CSC")].set_index("gene")

@@ -3,39 +3,14 @@ threshold-free stemness rows whose null keeps spatial structure, the knn note, t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
 import cscniche as cn
 from cscniche.niche import _continuous
 from cscniche.niche._steps import KNN_NOTE, NEIGHBOUR_COLUMNS
 from cscniche.niche.spatial_null import spatial_graph
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("validate_spatial_null", ROOT / "benchmarks/validate_spatial_null.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["validate_spatial_null"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def demo_defs(demo_processed):
-    """The demo with two CSC definitions (the calibrated call and the top decile of stemness)."""
-    a = demo_processed.copy()
-    mal = a.obs["malignant"].to_numpy(dtype=bool)
-    s = a.obs["stemness"].to_numpy()
-    a.obs["csc_calibrated"] = a.obs["csc"].to_numpy(dtype=bool)
-    a.obs["csc_quantile"] = mal & (s >= np.quantile(s[mal], 0.9))
-    a.uns["cscniche"] = {**a.uns.get("cscniche", {}), "csc_definitions": ["calibrated", "quantile"]}
-    return a
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +92,7 @@ def _continuous_fp(bench, null: str, n_slides: int, n_perm: int = 99) -> float:
 
 def test_continuous_null_keeps_spatial_structure():
     """Patchy stemness vs patchy independent immune types: shift null near 0.05, cell permutation far above."""
-    bench = _bench()
+    bench = benchmark_module("validate_spatial_null")
     fp_shift = _continuous_fp(bench, "spatial_shift", 30)
     fp_perm = _continuous_fp(bench, "label_permutation", 20)
     print(f"continuous stemness null: P(p<0.05) shift {fp_shift:.3f}, permutation {fp_perm:.3f}")

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import benchmark_module, shared_file
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def _load_by_path(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-# the benchmark script loads the module (by package, or by path while the package __init__ is mid-refactor)
-_bench = _load_by_path("validate_spatial_null", ROOT / "benchmarks/validate_spatial_null.py")
+_bench = benchmark_module("validate_spatial_null")
 _sn = _bench._sn
 COLUMNS, ShiftField, spatial_neighbour_enrichment = _sn.COLUMNS, _sn.ShiftField, _sn.spatial_neighbour_enrichment
-
-
-def _shared_file(rel: str) -> Path:
-    # same rule as tests/conftest.py:shared_file (kept local so this file survives the refactor)
-    p = SHARED / rel
-    if not p.exists():
-        reason = f"shared data not available: {p} is absent (tests on real data need ../shared beside the repo)"
-        print(reason)
-        pytest.skip(reason)
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +89,7 @@ def test_cosmx_pseudo_patches_calibrated(sim):
     """CosMx lung slide: 45 random contiguous pseudo-CSC patches of tumour cells (15, 30, 60 cells)."""
     import anndata as ad
 
-    a = ad.read_h5ad(_shared_file("spatial/cosmx_lung_subset.h5ad"))
+    a = ad.read_h5ad(shared_file("spatial/cosmx_lung_subset.h5ad"))
     t = a.obs["cell_type"].astype(str).to_numpy()
     mal = pd.Series(t).str.startswith("tumor").to_numpy()
     immune = ["T CD4 naive", "T CD4 memory", "T CD8 naive", "T CD8 memory", "Treg", "macrophage", "B-cell", "NK",

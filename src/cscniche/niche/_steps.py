@@ -16,34 +16,15 @@ from .._params import CheckpointsParams, CrosstalkParams, EmbeddingParams, Neigh
 from . import _checkpoints as _cp
 from . import _crosstalk as _ct
 from . import _graphs as _nb
+from . import spatial_null as _sn
 
 #: columns of the immune-neighbour table (``immune_neighbours.tsv``)
+#: (spatial_null's columns with the step's own: CSC definition, group, rho of the continuous rows, sketch flag)
 NEIGHBOUR_COLUMNS = [
-    "sample",
-    "neighbourhood",
-    "definition",
-    "null",
-    "group",
-    "immune_type",
-    "n_csc",
-    "n_noncsc",
-    "observed",
-    "expected",
-    "csc_fraction",
-    "noncsc_fraction",
-    "difference",
-    "null_mean_difference",
-    "log2_enrichment",
-    "z",
-    "rho",
-    "p",
-    "fdr",
-    "n_permutations",
-    "csc_density",
-    "noncsc_density",
-    "sketch",
-    "note",
-]
+    c
+    for col in _sn.COLUMNS
+    for c in (col, *{"neighbourhood": ["definition"], "null": ["group"], "z": ["rho"], "noncsc_density": ["sketch"]}.get(col, []))
+]  # fmt: skip
 KNN_NOTE = "transcriptional neighbours, not spatial"
 
 

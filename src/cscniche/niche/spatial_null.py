@@ -195,14 +195,18 @@ class ShiftField:
 
     def labels(self, shifts: np.ndarray, angles: np.ndarray, flips: np.ndarray) -> np.ndarray:
         """CSC labels (draws x malignant cells) of the field moved by each (shift, angle, reflection)."""
+        ix, iy = self._moved(shifts, angles, flips)
+        return self.grid[ix, iy]
+
+    def _moved(self, shifts: np.ndarray, angles: np.ndarray, flips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid indices (draws x malignant cells) each malignant cell reads under each back-transform."""
         rel = self.xy - self.centre
         c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
         x = np.where(flips[:, None], -rel[None, :, 0], rel[None, :, 0])
         y = rel[None, :, 1]
         sx = c * x - s * y + self.centre[0] - shifts[:, :1]
         sy = s * x + c * y + self.centre[1] - shifts[:, 1:2]
-        ix, iy = self._index(sx, sy)
-        return self.grid[ix, iy]
+        return self._index(sx, sy)
 
     def sources(self, shifts: np.ndarray, angles: np.ndarray, flips: np.ndarray) -> np.ndarray:
         """Malignant cell (index, -1 off tumour) whose value each malignant cell takes under each draw.
@@ -210,13 +214,7 @@ class ShiftField:
         The same back-transform as :meth:`labels`, reading the nearest-malignant-cell grid: moves a continuous
         field (e.g. stemness) rigidly against the tissue.
         """
-        rel = self.xy - self.centre
-        c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
-        x = np.where(flips[:, None], -rel[None, :, 0], rel[None, :, 0])
-        y = rel[None, :, 1]
-        sx = c * x - s * y + self.centre[0] - shifts[:, :1]
-        sy = s * x + c * y + self.centre[1] - shifts[:, 1:2]
-        ix, iy = self._index(sx, sy)
+        ix, iy = self._moved(shifts, angles, flips)
         return self.nearest[ix, iy]
 
     def identity_agreement(self, is_csc: np.ndarray) -> float:
