@@ -357,6 +357,20 @@ def test_sheet_and_config_errors_stop_the_workflow_with_one_line(tmp_path, sheet
         ("sample\tpath\n", "has no samples"),
         ("sample\tpath\na\tx.h5ad\nb\tx.h5ad\na\tx.h5ad\n", "duplicated sample IDs ['a'] ('a' on lines 2 and 4"),
         ("sample\tpath\na\tmissing.h5ad\n", "line 2 (sample 'a'), column 'path': 'missing.h5ad' does not exist"),
+        (
+            "sample\tpath\tcell_type_kye\na\tx.h5ad\tcelltype\n",
+            "unknown column 'cell_type_kye'; did you mean 'cell_type_key'? known columns: sample, path,",
+        ),
+        ("sample\tpath\tdonor_age\na\tx.h5ad\t61\n", "unknown column 'donor_age'; known columns"),
+        ("sample\tpath\tdonor_age\na\tx.h5ad\t61\n", "needs the prefix 'meta_' (e.g. 'meta_donor_age')"),
+        (
+            "sample\tpath\na\ts3://bucket/a.h5ad\n",
+            "line 2 (sample 'a'), column 'path': 's3://bucket/a.h5ad': only http://, https:// and ftp:// URLs",
+        ),
+        (
+            "sample\tpath\tgeo\na\thttps://x.org/a.h5ad\tGSE1\n",
+            "column 'path': 'https://x.org/a.h5ad': the sample also names a remote source",
+        ),
     ],
 )
 def test_sample_sheet_errors_name_line_sample_and_column(tmp_path, sheet, phrase):
@@ -366,6 +380,28 @@ def test_sample_sheet_errors_name_line_sample_and_column(tmp_path, sheet, phrase
         read_sample_sheet(tmp_path / "s.tsv", SHEET_SCHEMA, workdir=tmp_path)
     msg = str(e.value)
     assert msg.startswith(f"sample sheet '{tmp_path / 's.tsv'}'") and phrase in msg and "\n" not in msg, msg
+
+
+def test_user_columns_with_the_meta_prefix_are_carried_and_a_url_in_path_is_fetched(tmp_path):
+    (tmp_path / "x.h5ad").write_bytes(b"x")
+    (tmp_path / "s.tsv").write_text(
+        "sample\tpath\tmeta_donor_age\na\tx.h5ad\t61\nb\thttps://example.org/data/b.h5ad\t70\n"
+    )
+    sheet = read_sample_sheet(tmp_path / "s.tsv", SHEET_SCHEMA, workdir=tmp_path)
+    assert sheet["meta_donor_age"].tolist() == ["61", "70"]
+    # the URL moves to 'url' (the fetch rule downloads it, cached and verified); 'path' names the fetched manifest
+    assert sheet.loc["b", "url"] == "https://example.org/data/b.h5ad" and sheet.loc["b", "member"] == ""
+    assert sheet.loc["b", "path"].startswith("resources/downloads/src-") and sheet.loc["b", "path"].endswith(
+        "/manifest.tsv"
+    )
+
+
+@pytest.mark.slow
+def test_url_in_path_dry_runs_the_fetch_rule_not_a_missing_input(tmp_path):
+    res = _dry(tmp_path, "sample\tpath\nweb\thttps://example.org/data/web.h5ad\n")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "MissingInputException" not in res.stderr + res.stdout
+    assert re.search(r"^fetch\s+1$", res.stdout, re.M), res.stdout[-3000:]  # the job table counts one download
 
 
 def test_sample_sheet_defaults_and_backwards_compatibility(tmp_path):

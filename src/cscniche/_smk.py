@@ -49,6 +49,13 @@ def bundled(name: str) -> Path:
 GENERATED = re.compile(r"^(resources/|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+#: a value that looks like a URL (any scheme), and the schemes the fetch rule downloads
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+FETCHED = re.compile(r"^(https?|ftp)://\S+$")
+
+#: sample-sheet columns of the user's own (carried along into results/summary.tsv, used by no rule) start with this
+META_PREFIX = "meta_"
+
 #: sample-sheet columns that name a remote source
 REMOTE_COLUMNS = ("url", "geo", "census")
 
@@ -203,9 +210,17 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str
             f"{where} lacks the column '{missing[0]}' (columns found: {', '.join(sheet.columns)}); the sheet is "
             f"tab-separated with a header line naming at least {', '.join(schema['required'])}"
         )
-    unknown = [c for c in sheet.columns if c not in props]
+    unknown = [c for c in sheet.columns if c not in props and not c.startswith(META_PREFIX)]
     if unknown:
-        print(f"WARNING: {where}: columns {unknown} are not used (known: {', '.join(props)})", file=sys.stderr)
+        import difflib
+
+        col = unknown[0]
+        close = difflib.get_close_matches(col, list(props), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InputError(
+            f"{where}: unknown column '{col}'; {hint}known columns: {', '.join(props)}; a column of your own that "
+            f"the workflow should carry along needs the prefix '{META_PREFIX}' (e.g. '{META_PREFIX}{col}')"
+        )
     for col, spec in props.items():
         if col not in sheet.columns:
             sheet[col] = spec.get("default", "")
@@ -213,6 +228,23 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str
     if sheet.empty:
         raise InputError(f"{where} has no samples; add one line per sample")
     lines = _data_lines(path)[1:]
+    # a URL in 'path': http(s)/ftp is fetched like the column 'url' (same cache and checks); other schemes stop here
+    for i in range(len(sheet)):
+        value = sheet["path"].iloc[i]
+        if not SCHEME.match(value):
+            continue
+        row = sheet.iloc[i]
+        line = lines[i] if i < len(lines) else i + 2
+        if not FETCHED.match(value) or any(row.get(c, "") for c in REMOTE_COLUMNS):
+            why = (
+                "the sample also names a remote source (url, geo or census); put the file to load among the fetched "
+                "files in 'path' (a name, not a URL)"
+                if FETCHED.match(value)
+                else "only http://, https:// and ftp:// URLs are fetched; download the file and give its local path"
+            )
+            raise InputError(f"{where}, line {line} (sample '{row['sample']}'), column 'path': '{value}': {why}")
+        sheet.iloc[i, sheet.columns.get_loc("url")] = value
+        sheet.iloc[i, sheet.columns.get_loc("path")] = ""
     # remote sources: the data are fetched to resources/downloads/<source id>/ (shared by the samples that
     # name the same source); 'path' then names the file or folder to load among the fetched files
     sheet["member"] = ""

@@ -42,6 +42,7 @@ def _workdir(wd: Path) -> Path:
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 50
+    cfg["keep_intermediates"] = False  # the temp() path: intermediates are cleaned up after the resumed run
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     return wd
 

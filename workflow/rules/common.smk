@@ -77,6 +77,13 @@ def _known_genes():
 KNOWN_GENES = _known_genes()
 
 
+def intermediate(path):
+    """An intermediate AnnData (results/<sample>/intermediate/): kept by default so a changed CSC, niche or
+    scoring setting reruns only the steps after it; ``keep_intermediates: false`` makes it temp() (deleted once
+    every step using it is done; a later config change then reruns from load)."""
+    return path if config.get("keep_intermediates", True) else temp(path)
+
+
 wildcard_constraints:
     sample="(?!cohort/)[A-Za-z0-9_-]+",
 
