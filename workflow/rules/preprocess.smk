@@ -45,6 +45,8 @@ rule qc:
         runtime=runtime(10, 0.05),
     params:
         qc=config["qc"],
+        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
+        seed=config["seed"],
     script:
         "../scripts/qc.py"
 
