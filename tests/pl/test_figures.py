@@ -353,6 +353,30 @@ def test_qc_figures():
     plt.close("all")
 
 
+def test_qc_cells_shows_each_cell_type_and_marks_a_type_mostly_removed():
+    qc = pd.DataFrame(
+        {
+            "sample": ["wu", "wu", "wu", "mo"],
+            "cell_type": ["all", "T-cells", "Cancer", "all"],
+            "n_cells_in": [240, 116, 124, 300],
+            "removed_low_genes": [0, 0, 0, 3],
+            "removed_low_counts": [90, 90, 0, 5],
+            "removed_high_mt": [0, 0, 0, 0],
+            "doublets": [2, 0, 2, 4],
+            "n_cells_out": [148, 26, 122, 288],
+        }
+    )
+    fig = plotting.qc_cells(qc)
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_xticklabels()] == ["wu", "mo"]  # the per-sample rows only
+    assert [b.get_height() for b in left.containers[-1]] == [148, 288]
+    ticks = right.get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["wu: T-cells (n=116)", "wu: Cancer (n=124)"]
+    assert ticks[0].get_color() == "#d62728" and ticks[1].get_color() != "#d62728"  # red: more than half removed
+    assert {"78", "22", "98"} <= {t.get_text() for t in right.texts}  # % low counts, % kept of T cells and cancer
+    plt.close("all")
+
+
 def test_software_versions_and_config(tmp_path):
     import scanpy
 
