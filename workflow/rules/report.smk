@@ -229,7 +229,7 @@ rule summary:
     conda:
         "../../envs/core.yaml"
     params:
-        samples=samples.reset_index(drop=True),
+        samples=samples.reset_index(drop=True).to_dict("records"),
     script:
         "../scripts/summary.py"
 
