@@ -128,3 +128,12 @@ def test_wu_cid4465_t_cells_survive_adaptive_qc(tmp_path):
     for ct in ("T-cells", "PVL", "Cancer Epithelial"):
         assert adaptive.loc[ct, "n_cells_out"] >= 0.95 * adaptive.loc[ct, "n_cells_in"], adaptive.loc[ct]
     assert not adaptive["note"].str.contains("QC removed").any()
+
+
+def test_moncada_pdac_a_has_no_mt_genes_and_says_so(tmp_path):
+    src = shared_file("tumour/moncada2020_pdac_a_sc.h5ad")
+    table = qc_filter_file(src, tmp_path / "m.h5ad", sample="mo", cell_type_key="Cell", doublets="off")
+    first = table.iloc[0]
+    assert first["cell_type"] == "all" and first["n_mt_genes"] == 0 and first["removed_high_mt"] == 0
+    assert "no MT- genes in the data" in first["note"]
+    assert "Tuft cells" in set(table["cell_type"])  # the author labels, one row each

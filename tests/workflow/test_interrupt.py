@@ -1,6 +1,6 @@
 """Interrupted runs: stop the workflow mid-rule (Ctrl-C, then a hard kill), rerun, get the same tables.
 
-The documented recovery (README, "When something goes wrong"):
+The documented recovery (docs/troubleshooting.md, linked from the README):
 
     snakemake --cores 4 --configfile my.yaml                              # after Ctrl-C / SIGTERM
     snakemake --unlock --configfile my.yaml && \\
