@@ -185,7 +185,12 @@ def test_scores_figure_has_a_panel_per_score_and_the_csc_threshold():
     a = _tiny()
     fig = plotting.score_distributions(a, sample="s1")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["CSC_MARKERS", "NOTCH", "stemness index"]
+    assert titles == ["CSC_MARKERS (mean: score_genes)", "NOTCH (mean: score_genes)", "stemness index"]
+    a.obs["stemness_pearson"] = a.obs["stemness"]  # the panels name the method that drew the index
+    labels = plotting.score_distributions(a, sample="s1").axes[2]
+    assert labels.get_title() == "stemness index (pearson scores)"
+    # five groups: the x labels are tilted so they do not collide
+    assert all(t.get_rotation() == 30 for t in labels.get_xticklabels()) == (len(labels.get_xticklabels()) > 3)
     thr = a.uns["cscniche"]["csc_threshold"]
     assert f"CSC threshold {thr:.2f}" in _texts(fig)
     # groups with their cell counts on the x axis

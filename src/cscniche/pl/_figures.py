@@ -191,6 +191,18 @@ def umap(adata: ad.AnnData, *, sample: str = "") -> Figure:
     return fig
 
 
+def _stemness_method(obs: pd.DataFrame) -> str:
+    """The scoring method whose index ``stemness_<method>`` is the ``stemness`` column ('' when none is)."""
+    s = obs["stemness"].to_numpy(dtype=float)
+    for c in obs.columns:
+        m = str(c).removeprefix("stemness_")
+        if str(c).startswith("stemness_") and m not in ("pvalue", "resid") and not m.endswith("_resid"):
+            v = pd.to_numeric(obs[c], errors="coerce").to_numpy(dtype=float)
+            if v.shape == s.shape and np.allclose(v, s, equal_nan=True):
+                return m
+    return ""
+
+
 def score_distributions(adata: ad.AnnData, *, sample: str = "") -> Figure:
     """Violin plots of every ``score_<set>`` and the stemness index per group (CSC, non-CSC, compartments)."""
     obs = adata.obs
@@ -216,8 +228,13 @@ def score_distributions(adata: ad.AnnData, *, sample: str = "") -> Figure:
         med = [np.median(d) if d.size else np.nan for d in data]
         ax.scatter(range(len(order)), med, color="black", s=14, zorder=3, label="median")
         ax.set_xticks(range(len(order)))
-        ax.set_xticklabels([f"{g}\n(n={d.size:,})" for g, d in zip(order, data, strict=True)], fontsize=8)
-        ax.set_title("stemness index" if key == "stemness" else key.removeprefix("score_"))
+        tilt = {"rotation": 30, "ha": "right"} if len(order) > 3 else {}
+        ax.set_xticklabels([f"{g}\n(n={d.size:,})" for g, d in zip(order, data, strict=True)], fontsize=8, **tilt)
+        if key == "stemness":
+            method = _stemness_method(obs)
+            ax.set_title(f"stemness index ({method} scores)" if method else "stemness index", fontsize=10)
+        else:
+            ax.set_title(f"{key.removeprefix('score_')} (mean: score_genes)", fontsize=10)
         ax.axhline(0, color="grey", lw=0.5, ls=":")
         ax.set_ylabel("score")
     for ax in axes.ravel()[len(keys) :]:
