@@ -610,3 +610,17 @@ def test_every_output_and_log_stays_under_the_working_directory():
     schema = yaml.safe_load(SHEET_SCHEMA.read_text())["properties"]["sample"]["pattern"]
     for bad in ("..", "../x", "a/b", "/etc", ".", "a.b"):
         assert not re.fullmatch(schema, bad), bad
+
+
+def test_nested_config_values_given_on_the_command_line_are_typed_by_the_schema():
+    """`--config csc='{rule: quantile, quantile: 0.8}'` reaches the workflow with strings (Snakemake's parser)."""
+    schema = ROOT / "config/schemas/config.schema.yaml"
+    cfg = {"samples": "s.tsv", "csc": {"rule": "quantile", "quantile": "0.8", "n_random_sets": "100"},
+           "qc": {"adaptive": "false", "n_mads_high": "null"}}  # fmt: skip
+    check_config(cfg, schema)
+    assert cfg["csc"] == {"rule": "quantile", "quantile": 0.8, "n_random_sets": 100}
+    assert cfg["qc"] == {"adaptive": False, "n_mads_high": None}
+    with pytest.raises(InputError, match=r"config key 'qc.min_genes': 'two hundred' is not of type 'integer'"):
+        check_config({"samples": "s.tsv", "qc": {"min_genes": "two hundred"}}, schema)
+    with pytest.raises(InputError, match=r"config key 'csc.n_random_sets': '1.5' is not of type 'integer'"):
+        check_config({"samples": "s.tsv", "csc": {"n_random_sets": "1.5"}}, schema)

@@ -40,7 +40,7 @@ def test_summary_counts_and_warnings(tmp_path):
     t = run_summary(sheet, r).set_index("sample")
     assert t.loc["wu", "n_cells_kept"] == 1560 and t.loc["wu", "n_malignant"] == 120 and t.loc["wu", "n_csc"] == 0
     wu = t.loc["wu", "warnings"]
-    assert "0 CSC (csc.rule fdr)" in wu and "QC removed 78% of T-cells (116 -> 26)" in wu
+    assert "0 CSC (rule: fdr)" in wu and "QC removed 78% of T-cells (116 -> 26)" in wu
     assert "signature WNT: only 6/10 genes in the data" in wu and "NOTCH" not in wu
     assert t.loc["mo", "n_csc_fdr"] == 30 and t.loc["mo", "n_csc_quantile"] == 0
     assert "0 CSC by the definition 'quantile'" in t.loc["mo", "warnings"] and "no MT- genes" in t.loc["mo", "warnings"]
@@ -50,7 +50,7 @@ def test_summary_counts_and_warnings(tmp_path):
     assert "  wu: 1,560 of 1,564 cells kept by QC (2 doublets), 120 malignant, 0 CSC (0.0% of malignant)\n" in text
     mo = "  mo: 480 of 500 cells kept by QC (9 doublets), 200 malignant, 30 CSC (15.0% of malignant); by definition"
     assert f"{mo}: fdr 30, quantile 0\n" in text
-    assert "    WARNING: 0 CSC (csc.rule fdr)" in text and "[not run]" in text
+    assert "    WARNING: 0 CSC (rule: fdr)" in text and "[not run]" in text
     assert "results/summary.tsv" in text and "Report: report.html" in text
 
 

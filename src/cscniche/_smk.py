@@ -89,6 +89,38 @@ def _hint(schema: dict) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+_YAML_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def coerce_strings(config: dict, schema: dict) -> None:
+    """Typed values given as strings (in place): ``--config csc='{quantile: 0.8}'`` reaches the workflow as
+    ``{'quantile': '0.8'}`` (Snakemake reads nested values as strings); where the schema wants a number, integer,
+    boolean or null and the string reads as one in YAML, it becomes that value. Anything else is left for the
+    schema check to report.
+    """
+    import yaml
+
+    props = schema.get("properties", {})
+    for key, value in list(config.items()) if isinstance(config, dict) else []:
+        sub = props.get(key)
+        if not isinstance(sub, dict):
+            continue
+        if isinstance(value, dict):
+            coerce_strings(value, sub)
+            continue
+        types = sub.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(value, str) and types and "string" not in types:
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            wanted = tuple(t for name in types if name in _YAML_TYPES for t in
+                           (_YAML_TYPES[name] if isinstance(_YAML_TYPES[name], tuple) else (_YAML_TYPES[name],)))  # fmt: skip
+            if wanted and isinstance(parsed, wanted) and not (isinstance(parsed, bool) and bool not in wanted):
+                config[key] = parsed
+
+
 def check_config(config: dict, schema_path: str | Path) -> None:
     """Validate the config against its JSON schema; raise one :class:`InputError` naming the key.
 
@@ -98,6 +130,7 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     import jsonschema
 
     schema = _load_yaml(schema_path)
+    coerce_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     err = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if err is None:

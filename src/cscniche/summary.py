@@ -66,7 +66,7 @@ def sample_summary(sample: str, results: str | Path = "results") -> dict:
         if row["n_malignant"] == 0:
             warnings.append("no malignant cell: no CSC can be called, the niche tables are empty")
         elif row["n_csc"] == 0:
-            rule = f" (csc.rule {row['csc_rule']})" if row.get("csc_rule") else ""
+            rule = f" (rule: {row['csc_rule']})" if row.get("csc_rule") else ""
             warnings.append(f"0 CSC{rule}: the CSC-vs-non-CSC tables have no CSC group")
         for name, n in definitions.items():
             if n == 0 and row["n_malignant"]:
