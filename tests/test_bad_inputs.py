@@ -419,7 +419,10 @@ def test_sample_sheet_defaults_and_backwards_compatibility(tmp_path):
     [
         ({"samples": "s.tsv", "seed": 1.5}, "config key 'seed': 1.5 is not of type 'integer'"),
         ({"samples": "s.tsv", "qc": {"max_pct_mt": 150}}, "config key 'qc.max_pct_mt': 150 is greater than"),
-        ({"samples": "s.tsv", "csc": {"quantile": "0.9"}}, "config key 'csc.quantile': '0.9' is not of type 'number'"),
+        (
+            {"samples": "s.tsv", "csc": {"quantile": "high"}},
+            "config key 'csc.quantile': 'high' is not of type 'number'",
+        ),
         ({"samples": "s.tsv", "qc": {"min_gene": 3}}, "unknown config key 'qc.min_gene'; known keys under 'qc':"),
         ({"samples": "s.tsv", "sead": 3}, "unknown config key 'sead'; known keys: annotation,"),
         ({"samples": 3}, "config key 'samples': 3 is not of type 'string' (path to the tab-separated sample sheet"),
