@@ -19,6 +19,8 @@ MIN_COVERAGE = 0.8
 #: columns of results/summary.tsv, before the per-definition CSC counts, warnings and the sheet's meta_ columns
 COLUMNS = ["sample", "status", "n_cells_in", "n_cells_kept", "doublets", "n_malignant", "n_csc", "csc_fraction"]
 _PER_DEFINITION = re.compile(r"^n_csc_(.+)$")
+#: QC notes that do not change how the tables read (kept in qc.tsv and the log, left out of the summary)
+QUIET = ("Scrublet called no doublet", "doublet detection skipped: spatial sample")
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -48,7 +50,7 @@ def sample_summary(sample: str, results: str | Path = "results") -> dict:
         row["doublets"] = _int(top.get("doublets"))
         if "note" in qc:
             for note in qc["note"].dropna().astype(str):
-                warnings += [n.strip() for n in note.split(";") if n.strip() and not n.strip().startswith("Scrublet")]
+                warnings += [n.strip() for n in note.split(";") if n.strip() and not n.strip().startswith(QUIET)]
     summary = _read(d / "stemness_summary.tsv")
     definitions: dict[str, int | None] = {}
     if summary is not None and len(summary):

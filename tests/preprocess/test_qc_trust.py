@@ -137,3 +137,14 @@ def test_moncada_pdac_a_has_no_mt_genes_and_says_so(tmp_path):
     assert first["cell_type"] == "all" and first["n_mt_genes"] == 0 and first["removed_high_mt"] == 0
     assert "no MT- genes in the data" in first["note"]
     assert "Tuft cells" in set(table["cell_type"])  # the author labels, one row each
+
+
+def test_spatial_samples_are_not_tested_for_doublets(tmp_path):
+    a = _with_doublets()
+    a.obsm["spatial"] = np.random.default_rng(0).random((a.n_obs, 2))
+    kept, table = qc_filter(a, sample="st")
+    assert "predicted_doublet" not in kept.obs and table["doublets"].iloc[0] == 0
+    assert "doublet detection skipped: spatial sample" in table["note"].iloc[0]
+    a.write_h5ad(tmp_path / "st.h5ad")
+    streamed = qc_filter_file(tmp_path / "st.h5ad", tmp_path / "out.h5ad", sample="st")
+    pd.testing.assert_frame_equal(streamed, table, check_dtype=False)

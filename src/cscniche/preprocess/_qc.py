@@ -214,7 +214,8 @@ def qc_filter(
     ``max_pct_mt`` % of counts from mitochondrial genes (names starting with ``MT-``); counts are taken from
     ``layers['counts']``, or from ``X`` when it holds raw counts. Doublets (:func:`detect_doublets`, on the cells
     passing the filters): ``'remove'`` drops them, ``'flag'`` keeps them with ``obs['predicted_doublet']``,
-    ``'off'`` skips the detection. Genes are kept when detected in ``>= min_cells`` kept cells. The table
+    ``'off'`` skips the detection; a sample with ``obsm['spatial']`` is not tested (spots hold several cells by
+    design, and Scrublet models droplet doublets), with a note. Genes are kept when detected in ``>= min_cells`` kept cells. The table
     (:func:`qc_table`) has a row per author cell type when ``cell_type_key`` names an ``obs`` column.
 
     Sets ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']`` and, unless ``doublets='off'``,
@@ -234,8 +235,10 @@ def qc_filter(
     flags = _flags(adata.obs, th)
     keep = ~flags.any(axis=1).to_numpy()
     _check_not_empty(keep, flags, adata.obs, th, sample)
+    doublets, skip = _doublet_mode(doublets, "spatial" in adata.obsm)
     counts = sparse.csr_matrix(adata.layers["counts"])[keep] if doublets != "off" else None
     doublet, note = _doublets(counts, keep, doublets, seed, expected_doublet_rate, adata.obs)
+    note = note or skip
     final = keep & ~doublet if doublets == "remove" else keep
     labels = adata.obs[cell_type_key] if cell_type_key and cell_type_key in adata.obs else None
     table = qc_table(adata.obs, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=adaptive,
@@ -247,6 +250,14 @@ def qc_filter(
                   notes=[_mt_note(int(table["n_mt_genes"].iloc[0])), note])  # fmt: skip
     adata.obs = adata.obs.drop(columns=["n_genes_by_counts"], errors="ignore")
     return adata, table
+
+
+def _doublet_mode(mode: str, spatial: bool) -> tuple[str, str]:
+    """Scrublet models droplet doublets: a spatial sample (spots of several cells, or segmented in-situ cells) is
+    not tested. Returns the mode to apply and a note."""
+    if spatial and mode != "off":
+        return "off", "doublet detection skipped: spatial sample (Scrublet models droplet doublets)"
+    return mode, ""
 
 
 def _doublets(counts, keep, mode, seed, rate, obs) -> tuple[np.ndarray, str]:
@@ -323,7 +334,7 @@ def qc_filter_file(
     keep = ~flags.any(axis=1).to_numpy()
     _check_not_empty(keep, flags, metrics, th, sample)
     doublet = np.zeros(n_obs, dtype=bool)
-    note = ""
+    doublets, note = _doublet_mode(doublets, "spatial" in obsm)
     if doublets != "off":
         kept = [block[keep[start : start + block.shape[0]]] for start, block in ondisk.iter_rows(src)]
         doublet, note = _doublets(sparse.vstack(kept).tocsr(), keep, doublets, seed, expected_doublet_rate, metrics)
