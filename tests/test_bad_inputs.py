@@ -211,6 +211,7 @@ def _config(wd: Path, **overrides) -> Path:
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 20
     cfg["embedding"]["umap"] = False
+    cfg["qc"]["adaptive"] = False  # fixed thresholds: the case 'qc_removes_all' (adaptive ones never remove all)
     for key, value in overrides.items():
         cfg[key] = value
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))

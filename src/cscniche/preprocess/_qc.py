@@ -177,13 +177,12 @@ def _finish_table(table: pd.DataFrame, *, sample: str, n_genes_in: int, n_genes_
 
 def _check_not_empty(keep: np.ndarray, flags: pd.DataFrame, metrics: pd.DataFrame, th: dict, sample: str) -> None:
     if keep.sum() == 0:
+        low_g = int(flags["removed_low_genes"].sum() + flags["removed_high_genes"].sum())
+        low_c = int(flags["removed_low_counts"].sum() + flags["removed_high_counts"].sum())
         raise InputError(
-            f"QC removed every cell (genes {th['min_genes']:.0f}-{th['max_genes']:.0f}: "
-            f"{int(flags['removed_low_genes'].sum() + flags['removed_high_genes'].sum())} outside, counts "
-            f"{th['min_counts']:.0f}-{th['max_counts']:.0f}: "
-            f"{int(flags['removed_low_counts'].sum() + flags['removed_high_counts'].sum())} outside, "
-            f"max_pct_mt={th['max_pct_mt']:g}: {int(flags['removed_high_mt'].sum())} high; median genes per cell "
-            f"{np.median(metrics['n_genes']):.0f}); lower the qc thresholds in the config",
+            f"QC removed every cell (min_genes={th['min_genes']:g}: {low_g} low, min_counts={th['min_counts']:g}: "
+            f"{low_c} low, max_pct_mt={th['max_pct_mt']:g}: {int(flags['removed_high_mt'].sum())} high; median genes "
+            f"per cell {np.median(metrics['n_genes']):.0f}); lower the qc thresholds in the config",
             sample=sample,
         )
 
