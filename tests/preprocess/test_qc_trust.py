@@ -10,6 +10,7 @@ from conftest import shared_file
 from scipy import sparse
 from scipy.stats import median_abs_deviation
 
+from cscniche.load import _ondisk as ondisk
 from cscniche.preprocess._qc import REMOVED, detect_doublets, qc_filter, qc_filter_file, qc_thresholds
 
 
@@ -148,3 +149,19 @@ def test_spatial_samples_are_not_tested_for_doublets(tmp_path):
     a.write_h5ad(tmp_path / "st.h5ad")
     streamed = qc_filter_file(tmp_path / "st.h5ad", tmp_path / "out.h5ad", sample="st")
     pd.testing.assert_frame_equal(streamed, table, check_dtype=False)
+
+
+def test_doublets_are_called_in_bounded_batches_the_same_streamed_and_in_memory(tmp_path, monkeypatch):
+    import cscniche.preprocess._qc as qc_mod
+
+    monkeypatch.setattr(qc_mod, "DOUBLET_BATCH", 300)  # 830 cells: 3 batches of ~277
+    monkeypatch.setattr(ondisk, "CHUNK_ROWS", 128)  # blocks that straddle the batches
+    a = _with_doublets()
+    kept, table = qc_filter(a, sample="b", doublets="flag")
+    assert "doublets called in 3 batches of about 27" in table["note"].iloc[0]
+    assert kept.obs.loc[kept.obs_names.str.startswith("dbl"), "predicted_doublet"].mean() > 0.5
+    a.write_h5ad(tmp_path / "b.h5ad")
+    streamed = qc_filter_file(tmp_path / "b.h5ad", tmp_path / "out.h5ad", sample="b", doublets="flag")
+    pd.testing.assert_frame_equal(streamed, table, check_dtype=False)
+    got = ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_array_equal(got.obs["doublet_score"].to_numpy(), kept.obs["doublet_score"].to_numpy())

@@ -235,7 +235,7 @@ def qc_filter(
     keep = ~flags.any(axis=1).to_numpy()
     _check_not_empty(keep, flags, adata.obs, th, sample)
     doublets, skip = _doublet_mode(doublets, "spatial" in adata.obsm)
-    counts = sparse.csr_matrix(adata.layers["counts"])[keep] if doublets != "off" else None
+    counts = [sparse.csr_matrix(adata.layers["counts"])[keep]] if doublets != "off" else []
     doublet, note = _doublets(counts, keep, doublets, seed, expected_doublet_rate, adata.obs)
     note = note or skip
     final = keep & ~doublet if doublets == "remove" else keep
@@ -259,18 +259,44 @@ def _doublet_mode(mode: str, spatial: bool) -> tuple[str, str]:
     return mode, ""
 
 
-def _doublets(counts, keep, mode, seed, rate, obs) -> tuple[np.ndarray, str]:
-    """Doublet mask over all cells from ``counts`` of the cells in ``keep``; adds obs columns unless ``mode='off'``."""
+#: Scrublet runs on at most this many cells at a time (QC memory stays bounded; a smaller sample is one batch)
+DOUBLET_BATCH = 20_000
+
+
+def _doublets(blocks, keep, mode, seed, rate, obs) -> tuple[np.ndarray, str]:
+    """Doublet mask over all cells; ``blocks`` yields the raw counts of the cells in ``keep``, in order, in blocks
+    of any size. Scrublet runs per batch of consecutive kept cells (``ceil(n / DOUBLET_BATCH)`` batches of equal
+    size), so memory does not grow with the sample. Adds obs columns unless ``mode='off'``."""
     doublet = np.zeros(len(keep), dtype=bool)
     if mode == "off":
         return doublet, ""
-    score, pred, note = detect_doublets(counts, seed=seed, expected_rate=rate)
+    n = int(keep.sum())
+    bounds = np.linspace(0, n, int(np.ceil(n / DOUBLET_BATCH)) + 1).astype(int)
+    scores, preds, notes = [], [], []
+    pending: list = []
+    have = 0
+    for block in blocks:
+        pending.append(sparse.csr_matrix(block))
+        have += block.shape[0]
+        while len(scores) < len(bounds) - 1 and have >= bounds[len(scores) + 1] - bounds[len(scores)]:
+            size = bounds[len(scores) + 1] - bounds[len(scores)]
+            rows = sparse.vstack(pending).tocsr()
+            score, pred, note = detect_doublets(rows[:size], seed=seed, expected_rate=rate)
+            scores.append(score)
+            preds.append(pred)
+            notes.append(note)
+            pending, have = [rows[size:]], rows.shape[0] - size
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=bool)
     doublet[np.flatnonzero(keep)[pred]] = True
     full = np.full(len(keep), np.nan)
     full[keep] = score
     obs["doublet_score"] = full
     obs["predicted_doublet"] = doublet
-    return doublet, note
+    notes = list(dict.fromkeys(x for x in notes if x))
+    if len(bounds) > 2:
+        notes.append(f"doublets called in {len(bounds) - 1} batches of about {bounds[1]:,} cells")
+    return doublet, "; ".join(notes)
 
 
 def qc_filter_file(
@@ -294,7 +320,8 @@ def qc_filter_file(
 
     Writes the kept cells and genes to ``dst`` (raw counts in ``X``, no layers; ``obs``/``var`` gain the columns
     :func:`qc_filter` adds). One pass gathers the metrics (the adaptive thresholds need the whole sample), a second
-    the cells passing them (for Scrublet, which holds them in memory, and the genes' detection), a third writes.
+    the cells passing them for Scrublet (in batches of at most :data:`DOUBLET_BATCH` cells, so memory stays bounded),
+    a third the genes' detection when ``min_cells`` > 0, the last writes.
     Same cells, genes, metrics and table as :func:`qc_filter` (tested). On error nothing is left at ``dst``.
     """
     obs = ondisk.read_elem(src, "obs")
@@ -335,9 +362,8 @@ def qc_filter_file(
     doublet = np.zeros(n_obs, dtype=bool)
     doublets, note = _doublet_mode(doublets, "spatial" in obsm)
     if doublets != "off":
-        kept = [block[keep[start : start + block.shape[0]]] for start, block in ondisk.iter_rows(src)]
-        doublet, note = _doublets(sparse.vstack(kept).tocsr(), keep, doublets, seed, expected_doublet_rate, metrics)
-        del kept
+        kept = (block[keep[start : start + block.shape[0]]] for start, block in ondisk.iter_rows(src))
+        doublet, note = _doublets(kept, keep, doublets, seed, expected_doublet_rate, metrics)
     final = keep & ~doublet if doublets == "remove" else keep
     labels = obs[cell_type_key] if cell_type_key and cell_type_key in obs else None
     table = qc_table(metrics, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=adaptive,
