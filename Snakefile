@@ -26,3 +26,11 @@ rule all:
     input:
         all_outputs(),
         REPORT_OUTPUTS,
+
+
+onsuccess:
+    end_of_run(ok=True)
+
+
+onerror:
+    end_of_run(ok=False)

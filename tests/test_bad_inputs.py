@@ -211,6 +211,7 @@ def _config(wd: Path, **overrides) -> Path:
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 20
     cfg["embedding"]["umap"] = False
+    cfg["qc"]["adaptive"] = False  # fixed thresholds: the case 'qc_removes_all' (adaptive ones never remove all)
     for key, value in overrides.items():
         cfg[key] = value
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -360,6 +361,20 @@ def test_sheet_and_config_errors_stop_the_workflow_with_one_line(tmp_path, sheet
         ("sample\tpath\n", "has no samples"),
         ("sample\tpath\na\tx.h5ad\nb\tx.h5ad\na\tx.h5ad\n", "duplicated sample IDs ['a'] ('a' on lines 2 and 4"),
         ("sample\tpath\na\tmissing.h5ad\n", "line 2 (sample 'a'), column 'path': 'missing.h5ad' does not exist"),
+        (
+            "sample\tpath\tcell_type_kye\na\tx.h5ad\tcelltype\n",
+            "unknown column 'cell_type_kye'; did you mean 'cell_type_key'? known columns: sample, path,",
+        ),
+        ("sample\tpath\tdonor_age\na\tx.h5ad\t61\n", "unknown column 'donor_age'; known columns"),
+        ("sample\tpath\tdonor_age\na\tx.h5ad\t61\n", "needs the prefix 'meta_' (e.g. 'meta_donor_age')"),
+        (
+            "sample\tpath\na\ts3://bucket/a.h5ad\n",
+            "line 2 (sample 'a'), column 'path': 's3://bucket/a.h5ad': only http://, https:// and ftp:// URLs",
+        ),
+        (
+            "sample\tpath\tgeo\na\thttps://x.org/a.h5ad\tGSE1\n",
+            "column 'path': 'https://x.org/a.h5ad': the sample also names a remote source",
+        ),
     ],
 )
 def test_sample_sheet_errors_name_line_sample_and_column(tmp_path, sheet, phrase):
@@ -369,6 +384,28 @@ def test_sample_sheet_errors_name_line_sample_and_column(tmp_path, sheet, phrase
         read_sample_sheet(tmp_path / "s.tsv", SHEET_SCHEMA, workdir=tmp_path)
     msg = str(e.value)
     assert msg.startswith(f"sample sheet '{tmp_path / 's.tsv'}'") and phrase in msg and "\n" not in msg, msg
+
+
+def test_user_columns_with_the_meta_prefix_are_carried_and_a_url_in_path_is_fetched(tmp_path):
+    (tmp_path / "x.h5ad").write_bytes(b"x")
+    (tmp_path / "s.tsv").write_text(
+        "sample\tpath\tmeta_donor_age\na\tx.h5ad\t61\nb\thttps://example.org/data/b.h5ad\t70\n"
+    )
+    sheet = read_sample_sheet(tmp_path / "s.tsv", SHEET_SCHEMA, workdir=tmp_path)
+    assert sheet["meta_donor_age"].tolist() == ["61", "70"]
+    # the URL moves to 'url' (the fetch rule downloads it, cached and verified); 'path' names the fetched manifest
+    assert sheet.loc["b", "url"] == "https://example.org/data/b.h5ad" and sheet.loc["b", "member"] == ""
+    assert sheet.loc["b", "path"].startswith("resources/downloads/src-") and sheet.loc["b", "path"].endswith(
+        "/manifest.tsv"
+    )
+
+
+@pytest.mark.slow
+def test_url_in_path_dry_runs_the_fetch_rule_not_a_missing_input(tmp_path):
+    res = _dry(tmp_path, "sample\tpath\nweb\thttps://example.org/data/web.h5ad\n")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "MissingInputException" not in res.stderr + res.stdout
+    assert re.search(r"^fetch\s+1$", res.stdout, re.M), res.stdout[-3000:]  # the job table counts one download
 
 
 def test_sample_sheet_defaults_and_backwards_compatibility(tmp_path):
@@ -386,7 +423,10 @@ def test_sample_sheet_defaults_and_backwards_compatibility(tmp_path):
     [
         ({"samples": "s.tsv", "seed": 1.5}, "config key 'seed': 1.5 is not of type 'integer'"),
         ({"samples": "s.tsv", "qc": {"max_pct_mt": 150}}, "config key 'qc.max_pct_mt': 150 is greater than"),
-        ({"samples": "s.tsv", "csc": {"quantile": "0.9"}}, "config key 'csc.quantile': '0.9' is not of type 'number'"),
+        (
+            {"samples": "s.tsv", "csc": {"quantile": "high"}},
+            "config key 'csc.quantile': 'high' is not of type 'number'",
+        ),
         ({"samples": "s.tsv", "qc": {"min_gene": 3}}, "unknown config key 'qc.min_gene'; known keys under 'qc':"),
         ({"samples": "s.tsv", "sead": 3}, "unknown config key 'sead'; known keys: annotation,"),
         ({"samples": 3}, "config key 'samples': 3 is not of type 'string' (path to the tab-separated sample sheet"),
@@ -577,3 +617,17 @@ def test_every_output_and_log_stays_under_the_working_directory():
     schema = yaml.safe_load(SHEET_SCHEMA.read_text())["properties"]["sample"]["pattern"]
     for bad in ("..", "../x", "a/b", "/etc", ".", "a.b"):
         assert not re.fullmatch(schema, bad), bad
+
+
+def test_nested_config_values_given_on_the_command_line_are_typed_by_the_schema():
+    """`--config csc='{rule: quantile, quantile: 0.8}'` reaches the workflow with strings (Snakemake's parser)."""
+    schema = ROOT / "config/schemas/config.schema.yaml"
+    cfg = {"samples": "s.tsv", "csc": {"rule": "quantile", "quantile": "0.8", "n_random_sets": "100"},
+           "qc": {"adaptive": "false", "n_mads_high": "null"}}  # fmt: skip
+    check_config(cfg, schema)
+    assert cfg["csc"] == {"rule": "quantile", "quantile": 0.8, "n_random_sets": 100}
+    assert cfg["qc"] == {"adaptive": False, "n_mads_high": None}
+    with pytest.raises(InputError, match=r"config key 'qc.min_genes': 'two hundred' is not of type 'integer'"):
+        check_config({"samples": "s.tsv", "qc": {"min_genes": "two hundred"}}, schema)
+    with pytest.raises(InputError, match=r"config key 'csc.n_random_sets': '1.5' is not of type 'integer'"):
+        check_config({"samples": "s.tsv", "csc": {"n_random_sets": "1.5"}}, schema)

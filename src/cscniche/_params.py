@@ -94,18 +94,23 @@ class GenesParams(Params):
 
 @dataclass(frozen=True)
 class QcParams(Params):
-    """``qc``: per-cell and per-gene thresholds, and the library size after normalisation."""
+    """``qc``: per-cell thresholds (adaptive per sample or fixed), doublets, genes, library size after normalisation."""
 
     section: ClassVar[str] = "qc"
+    adaptive: bool = True
+    n_mads: float = 5
+    n_mads_high: float | None = None
     min_genes: int = 200
     min_counts: int = 500
     max_pct_mt: float = 20
     min_cells: int = 0
+    doublets: str = "remove"
+    expected_doublet_rate: float = 0.05
     target_sum: float = 10000
 
     def thresholds(self) -> dict[str, float]:
-        """The filter thresholds (every key but ``target_sum``), as keywords of ``qc_filter``."""
-        return {k: getattr(self, k) for k in ("min_genes", "min_counts", "max_pct_mt", "min_cells")}
+        """The filter settings (every key but ``target_sum``), as keywords of ``qc_filter``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "target_sum"}
 
 
 @dataclass(frozen=True)

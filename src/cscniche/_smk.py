@@ -49,6 +49,13 @@ def bundled(name: str) -> Path:
 GENERATED = re.compile(r"^(resources/|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+#: a value that looks like a URL (any scheme), and the schemes the fetch rule downloads
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+FETCHED = re.compile(r"^(https?|ftp)://\S+$")
+
+#: sample-sheet columns of the user's own (carried along into results/summary.tsv, used by no rule) start with this
+META_PREFIX = "meta_"
+
 #: sample-sheet columns that name a remote source
 REMOTE_COLUMNS = ("url", "geo", "census")
 
@@ -82,6 +89,38 @@ def _hint(schema: dict) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+_YAML_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def coerce_strings(config: dict, schema: dict) -> None:
+    """Typed values given as strings (in place): ``--config csc='{quantile: 0.8}'`` reaches the workflow as
+    ``{'quantile': '0.8'}`` (Snakemake reads nested values as strings); where the schema wants a number, integer,
+    boolean or null and the string reads as one in YAML, it becomes that value. Anything else is left for the
+    schema check to report.
+    """
+    import yaml
+
+    props = schema.get("properties", {})
+    for key, value in list(config.items()) if isinstance(config, dict) else []:
+        sub = props.get(key)
+        if not isinstance(sub, dict):
+            continue
+        if isinstance(value, dict):
+            coerce_strings(value, sub)
+            continue
+        types = sub.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(value, str) and types and "string" not in types:
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            wanted = tuple(t for name in types if name in _YAML_TYPES for t in
+                           (_YAML_TYPES[name] if isinstance(_YAML_TYPES[name], tuple) else (_YAML_TYPES[name],)))  # fmt: skip
+            if wanted and isinstance(parsed, wanted) and not (isinstance(parsed, bool) and bool not in wanted):
+                config[key] = parsed
+
+
 def check_config(config: dict, schema_path: str | Path) -> None:
     """Validate the config against its JSON schema; raise one :class:`InputError` naming the key.
 
@@ -91,6 +130,7 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     import jsonschema
 
     schema = _load_yaml(schema_path)
+    coerce_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     err = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if err is None:
@@ -203,9 +243,17 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str
             f"{where} lacks the column '{missing[0]}' (columns found: {', '.join(sheet.columns)}); the sheet is "
             f"tab-separated with a header line naming at least {', '.join(schema['required'])}"
         )
-    unknown = [c for c in sheet.columns if c not in props]
+    unknown = [c for c in sheet.columns if c not in props and not c.startswith(META_PREFIX)]
     if unknown:
-        print(f"WARNING: {where}: columns {unknown} are not used (known: {', '.join(props)})", file=sys.stderr)
+        import difflib
+
+        col = unknown[0]
+        close = difflib.get_close_matches(col, list(props), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InputError(
+            f"{where}: unknown column '{col}'; {hint}known columns: {', '.join(props)}; a column of your own that "
+            f"the workflow should carry along needs the prefix '{META_PREFIX}' (e.g. '{META_PREFIX}{col}')"
+        )
     for col, spec in props.items():
         if col not in sheet.columns:
             sheet[col] = spec.get("default", "")
@@ -213,6 +261,23 @@ def read_sample_sheet(path: str | Path, schema_path: str | Path, *, workdir: str
     if sheet.empty:
         raise InputError(f"{where} has no samples; add one line per sample")
     lines = _data_lines(path)[1:]
+    # a URL in 'path': http(s)/ftp is fetched like the column 'url' (same cache and checks); other schemes stop here
+    for i in range(len(sheet)):
+        value = sheet["path"].iloc[i]
+        if not SCHEME.match(value):
+            continue
+        row = sheet.iloc[i]
+        line = lines[i] if i < len(lines) else i + 2
+        if not FETCHED.match(value) or any(row.get(c, "") for c in REMOTE_COLUMNS):
+            why = (
+                "the sample also names a remote source (url, geo or census); put the file to load among the fetched "
+                "files in 'path' (a name, not a URL)"
+                if FETCHED.match(value)
+                else "only http://, https:// and ftp:// URLs are fetched; download the file and give its local path"
+            )
+            raise InputError(f"{where}, line {line} (sample '{row['sample']}'), column 'path': '{value}': {why}")
+        sheet.iloc[i, sheet.columns.get_loc("url")] = value
+        sheet.iloc[i, sheet.columns.get_loc("path")] = ""
     # remote sources: the data are fetched to resources/downloads/<source id>/ (shared by the samples that
     # name the same source); 'path' then names the file or folder to load among the fetched files
     sheet["member"] = ""

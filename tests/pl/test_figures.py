@@ -185,7 +185,12 @@ def test_scores_figure_has_a_panel_per_score_and_the_csc_threshold():
     a = _tiny()
     fig = plotting.score_distributions(a, sample="s1")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["CSC_MARKERS", "NOTCH", "stemness index"]
+    assert titles == ["CSC_MARKERS (mean: score_genes)", "NOTCH (mean: score_genes)", "stemness index"]
+    a.obs["stemness_pearson"] = a.obs["stemness"]  # the panels name the method that drew the index
+    labels = plotting.score_distributions(a, sample="s1").axes[2]
+    assert labels.get_title() == "stemness index (pearson scores)"
+    # five groups: the x labels are tilted so they do not collide
+    assert all(t.get_rotation() == 30 for t in labels.get_xticklabels()) == (len(labels.get_xticklabels()) > 3)
     thr = a.uns["cscniche"]["csc_threshold"]
     assert f"CSC threshold {thr:.2f}" in _texts(fig)
     # groups with their cell counts on the x axis
@@ -350,6 +355,30 @@ def test_qc_figures():
     bars = figs["qc_cells"].axes[0].containers
     assert [b.get_height() for b in bars[-1]] == [360, 353]
     assert {"100%", "40%"} <= set(_texts(figs["signature_coverage"]))
+    plt.close("all")
+
+
+def test_qc_cells_shows_each_cell_type_and_marks_a_type_mostly_removed():
+    qc = pd.DataFrame(
+        {
+            "sample": ["wu", "wu", "wu", "mo"],
+            "cell_type": ["all", "T-cells", "Cancer", "all"],
+            "n_cells_in": [240, 116, 124, 300],
+            "removed_low_genes": [0, 0, 0, 3],
+            "removed_low_counts": [90, 90, 0, 5],
+            "removed_high_mt": [0, 0, 0, 0],
+            "doublets": [2, 0, 2, 4],
+            "n_cells_out": [148, 26, 122, 288],
+        }
+    )
+    fig = plotting.qc_cells(qc)
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_xticklabels()] == ["wu", "mo"]  # the per-sample rows only
+    assert [b.get_height() for b in left.containers[-1]] == [148, 288]
+    ticks = right.get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["wu: T-cells (n=116)", "wu: Cancer (n=124)"]
+    assert ticks[0].get_color() == "#d62728" and ticks[1].get_color() != "#d62728"  # red: more than half removed
+    assert {"78", "22", "98"} <= {t.get_text() for t in right.texts}  # % low counts, % kept of T cells and cancer
     plt.close("all")
 
 

@@ -27,13 +27,14 @@ def _counts(n=300, g=80, seed=3):
     return a
 
 
-@pytest.mark.parametrize("min_cells", [0, 4])
-def test_streamed_qc_equals_in_memory_qc(tmp_path, monkeypatch, min_cells):
+@pytest.mark.parametrize(("min_cells", "adaptive"), [(0, False), (4, False), (0, True)])
+def test_streamed_qc_equals_in_memory_qc(tmp_path, monkeypatch, min_cells, adaptive):
     monkeypatch.setattr(ondisk, "CHUNK_ROWS", 64)
     a = _counts()
     src = tmp_path / "loaded.h5ad"
     a.write_h5ad(src)
-    thresholds = dict(min_genes=30, min_counts=60, max_pct_mt=15.0, min_cells=min_cells)
+    thresholds = dict(min_genes=30, min_counts=60, max_pct_mt=15.0, min_cells=min_cells, adaptive=adaptive,
+                      n_mads=2, cell_type_key="label", doublets="off")  # fmt: skip
     ref, ref_table = qc_filter(a, sample="s1", **thresholds)
     table = qc_filter_file(src, tmp_path / "qc.h5ad", sample="s1", **thresholds)
     got = ad.read_h5ad(tmp_path / "qc.h5ad")
@@ -55,7 +56,7 @@ def test_qc_removing_every_cell_leaves_no_output(tmp_path):
     _counts().write_h5ad(src)
     out = tmp_path / "qc.h5ad"
     with pytest.raises(InputError) as e:
-        qc_filter_file(src, out, sample="s9", min_genes=10_000)
+        qc_filter_file(src, out, sample="s9", min_genes=10_000, adaptive=False)
     assert "s9" in str(e.value) and "QC removed every cell" in str(e.value)
     assert not list(tmp_path.glob("qc.h5ad*"))
 

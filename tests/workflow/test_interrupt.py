@@ -1,6 +1,6 @@
 """Interrupted runs: stop the workflow mid-rule (Ctrl-C, then a hard kill), rerun, get the same tables.
 
-The documented recovery (README, "When something goes wrong"):
+The documented recovery (docs/troubleshooting.md, linked from the README):
 
     snakemake --cores 4 --configfile my.yaml                              # after Ctrl-C / SIGTERM
     snakemake --unlock --configfile my.yaml && \\
@@ -42,6 +42,7 @@ def _workdir(wd: Path) -> Path:
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 50
+    cfg["keep_intermediates"] = False  # the temp() path: intermediates are cleaned up after the resumed run
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     return wd
 

@@ -1,5 +1,7 @@
 """The report: the demo workflow, then `snakemake --report`; every figure is in results/ (PNG and PDF) and in
-the report (HTML and zip), non-empty; a sample without coordinates gets the placeholder tissue map."""
+the report (HTML and zip), non-empty; a sample without coordinates gets the placeholder tissue map. The report has
+no docutils warning block and opens in a real headless browser (Debian's chromium). On the same finished run: the
+end-of-run summary, and a CSC-definition change reruns only the steps after the CSC call (intermediates kept)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import base64
 import io
 import json
 import re
+import shutil
+import subprocess
 import zipfile
 
 import matplotlib.image as mpimg
+import pandas as pd
 import pytest
 import yaml
 from conftest import DATA, ROOT, run_snakemake
@@ -51,7 +56,8 @@ def report_run(tmp_path_factory):
     cfg["neighbours"]["n_permutations"] = 200  # speed; the statistics are tested elsewhere
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ("--configfile", str(wd / "config.yaml"))
-    run_snakemake(wd, *args, "--cores", "2")
+    run = run_snakemake(wd, *args, "--cores", "2")
+    (wd / "run.stderr").write_text(run.stderr)
     run_snakemake(wd, *args, "--report", "report.html")
     run_snakemake(wd, *args, "--report", "report.zip")
     return wd
@@ -116,3 +122,86 @@ def test_sample_without_coordinates_gets_the_placeholder_tissue_map(report_run):
     log = (report_run / "logs/flat/plot_sample.log").read_text()
     assert "sample 'flat': no spatial coordinates (obsm['spatial']); the tissue map is a placeholder" in log
     assert "no spatial coordinates" not in (report_run / "logs/demo_p1/plot_sample.log").read_text()
+
+
+def _embedded_pngs(html: str) -> dict[str, str]:
+    found = re.finditer(r'"(results/[^"]+\.png)": \{.*?"data_uri": "(data:image/png;[^,]*base64,[^"]+)"', html)
+    return {m.group(1): m.group(2) for m in found}
+
+
+def test_report_has_no_docutils_warning_or_error_block(report_run):
+    html = (report_run / "report.html").read_text()
+    for marker in ("system-message", "System Message", "problematic", "Docutils System Messages"):
+        assert marker not in html, f"{marker!r} in report.html: a caption is not valid reStructuredText"
+    assert "csc.rule: fdr" in html  # the captions describe the rule that ran
+    assert '"results/summary.tsv"' in html and '"Summary"' in html
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed: .ci/run installs it (apt-get install -y chromium)")
+    return exe
+
+
+def _browser(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_report_opens_in_headless_chromium_and_every_figure_is_drawn(report_run, tmp_path):
+    report = report_run / "report.html"
+    # 1. the report's own page: the app renders its menu (the categories) and the workflow description
+    dom = _browser("--virtual-time-budget=15000", "--dump-dom", report.as_uri()).stdout
+    assert "<body" in dom and len(dom) > len(report.read_text()) // 2, dom[:2000]
+    for text in ("Summary", "Per sample", "Cohort", "QC", "cancer-stem-cell"):
+        assert text in dom, text
+    # 2. a screenshot of it is not blank
+    shot = tmp_path / "report.png"
+    _browser("--window-size=1400,1000", "--virtual-time-budget=15000", f"--screenshot={shot}", report.as_uri())
+    assert shot.is_file() and _not_blank_png(shot.read_bytes()), "the report renders as a blank page"
+    # 3. every figure embedded in the report decodes and is drawn by the browser (naturalWidth > 0)
+    figures = _embedded_pngs(report.read_text())
+    assert set(figures) == {f"{s}.png" for s in _expected_figures()}
+    page = tmp_path / "figures.html"
+    imgs = "".join(f'<img alt="{name}" src="{uri}">' for name, uri in figures.items())
+    page.write_text(
+        f"<html><head><title>pending</title></head><body>{imgs}<script>window.onload = () => {{"
+        "const bad = [...document.images].filter(i => !(i.complete && i.naturalWidth > 10)).map(i => i.alt);"
+        "document.title = 'drawn ' + (document.images.length - bad.length) + ' failed ' + bad.join(',');"
+        "}</script></body></html>"
+    )
+    dom = _browser("--virtual-time-budget=15000", "--dump-dom", page.as_uri()).stdout
+    title = re.search(r"<title>(.*?)</title>", dom).group(1)
+    assert title == f"drawn {len(figures)} failed ", title
+
+
+def test_end_of_run_summary_names_samples_counts_and_report(report_run):
+    err = (report_run / "run.stderr").read_text()
+    assert "cscniche: run complete: what it found" in err
+    table = pd.read_csv(report_run / "results/summary.tsv", sep="\t").set_index("sample")
+    for s in SAMPLES:
+        row = table.loc[s]
+        assert row["status"] == "done" and 0 < row["n_cells_kept"] <= row["n_cells_in"]
+        assert 0 <= row["n_csc"] <= row["n_malignant"] < row["n_cells_kept"]
+        line = f"  {s}: {int(row['n_cells_kept']):,} of {int(row['n_cells_in']):,} cells kept by QC"
+        assert line in err and f"{int(row['n_malignant']):,} malignant, {int(row['n_csc']):,} CSC" in err
+    assert str((report_run / "results").resolve()) in err and "make report" in err
+
+
+def _dry_run_jobs(wd, *args) -> dict[str, int]:
+    res = run_snakemake(wd, *args, "-n")
+    jobs = dict(re.findall(r"^([A-Za-z_]+)\s+(\d+)$", res.stdout, re.M))
+    jobs.pop("total", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+def test_a_csc_definition_change_reruns_only_the_steps_after_the_csc_call(report_run):
+    args = ("--configfile", str(report_run / "config.yaml"))
+    assert _dry_run_jobs(report_run, *args) == {}  # the finished run is complete
+    jobs = _dry_run_jobs(report_run, *args, "--config", "csc={rule: quantile, quantile: 0.8}")
+    assert jobs.get("score") == len(SAMPLES) and "export" in jobs and "summary" in jobs, jobs
+    upstream = {"demo_data", "load", "qc", "embed", "annotate", "cnv"}
+    assert not upstream & set(jobs), f"a CSC change reruns {sorted(upstream & set(jobs))}: intermediates not kept"
+    for s in SAMPLES:
+        assert (report_run / f"results/{s}/intermediate/cnv.h5ad").is_file()

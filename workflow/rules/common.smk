@@ -1,6 +1,7 @@
 # Helpers: config and sample-sheet loading and validation, input functions. Rules live elsewhere.
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +46,34 @@ def _read_sample_sheet(path):
 
 samples = _read_sample_sheet(config["samples"])
 
+
+def _load_summary():
+    """cscniche.summary loaded by path (pandas and numpy only), for the end-of-run summary."""
+    spec = importlib.util.spec_from_file_location("cscniche_summary", WORKFLOW_DIR / "src/cscniche/summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def end_of_run(ok):
+    """Print per sample what the run found (cells kept, malignant, CSC, warnings) and where the results are."""
+    try:
+        summary = _load_summary()
+        table = summary.run_summary(samples.reset_index(drop=True), "results")
+        html = Path("report.html")
+        report_hint = (
+            f"{html.resolve()} (remake it after a rerun: make report, or snakemake --report report.html)"
+            if html.is_file()
+            else "make report (or snakemake --report report.html with the same --configfile) writes report.html"
+        )
+        text = summary.format_summary(table, results=str(Path("results").resolve()), report=report_hint, ok=ok)
+        if not ok:
+            text += "\nThe step that failed and its log are named in the ERROR lines above."
+        print(text, file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - the summary must never turn a finished run into a crash
+        print(f"(no end-of-run summary: {type(exc).__name__}: {exc})", file=sys.stderr)
+
+
 # remote sources (fetched by workflow/rules/fetch.smk): source id -> the fields that say what to fetch (first sample naming it)
 SOURCES = {}
 for _row in samples.itertuples():
@@ -75,6 +104,13 @@ def _known_genes():
 
 
 KNOWN_GENES = _known_genes()
+
+
+def intermediate(path):
+    """An intermediate AnnData (results/<sample>/intermediate/): kept by default so a changed CSC, niche or
+    scoring setting reruns only the steps after it; ``keep_intermediates: false`` makes it temp() (deleted once
+    every step using it is done; a later config change then reruns from load)."""
+    return path if config.get("keep_intermediates", True) else temp(path)
 
 
 wildcard_constraints:

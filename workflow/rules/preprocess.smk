@@ -2,7 +2,7 @@ rule load:
     input:
         sample_input,
     output:
-        temp("results/{sample}/intermediate/loaded.h5ad"),
+        intermediate("results/{sample}/intermediate/loaded.h5ad"),
     log:
         "logs/{sample}/load.log",
     benchmark:
@@ -31,7 +31,7 @@ rule qc:
     input:
         "results/{sample}/intermediate/loaded.h5ad",
     output:
-        h5ad=temp("results/{sample}/intermediate/qc.h5ad"),
+        h5ad=intermediate("results/{sample}/intermediate/qc.h5ad"),
         table="results/{sample}/qc.tsv",
     log:
         "logs/{sample}/qc.log",
@@ -45,6 +45,8 @@ rule qc:
         runtime=runtime(10, 0.05),
     params:
         qc=config["qc"],
+        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
+        seed=config["seed"],
     script:
         "../scripts/qc.py"
 
@@ -53,7 +55,7 @@ rule embed:
     input:
         "results/{sample}/intermediate/qc.h5ad",
     output:
-        temp("results/{sample}/intermediate/embedded.h5ad"),
+        intermediate("results/{sample}/intermediate/embedded.h5ad"),
     log:
         "logs/{sample}/embed.log",
     benchmark:
@@ -79,7 +81,7 @@ rule annotate:
         markers=config["annotation"]["markers"],
         compartments=config["annotation"]["compartments"],
     output:
-        temp("results/{sample}/intermediate/annotated.h5ad"),
+        intermediate("results/{sample}/intermediate/annotated.h5ad"),
     log:
         "logs/{sample}/annotate.log",
     benchmark:

@@ -210,6 +210,30 @@ rule software_versions:
         "../scripts/report_versions.py"
 
 
+rule summary:
+    input:
+        qc=expand("results/{sample}/qc.tsv", sample=samples.index),
+        stemness=expand("results/{sample}/stemness_summary.tsv", sample=samples.index),
+        coverage=expand("results/{sample}/signature_coverage.tsv", sample=samples.index),
+        scored=expand("results/{sample}/scored.h5ad", sample=samples.index),
+    output:
+        report(
+            "results/summary.tsv",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "What the run found, per sample"},
+        ),
+    log:
+        "logs/report/summary.log",
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    params:
+        samples=samples.reset_index(drop=True).to_dict("records"),
+    script:
+        "../scripts/summary.py"
+
+
 # Every figure and report item, for `rule all` (derived from the rules above, so the lists cannot drift).
 REPORT_OUTPUTS = [
     *expand(list(rules.plot_sample.output), sample=samples.index),
@@ -217,4 +241,5 @@ REPORT_OUTPUTS = [
     *rules.plot_cohort.output,
     *rules.plot_qc.output,
     *rules.software_versions.output,
+    *rules.summary.output,
 ]

@@ -5,7 +5,7 @@ rule cnv:
     input:
         h5ad="results/{sample}/intermediate/annotated.h5ad",
     output:
-        h5ad=temp("results/{sample}/intermediate/cnv.h5ad"),
+        h5ad=intermediate("results/{sample}/intermediate/cnv.h5ad"),
         table="results/{sample}/malignant_calls.tsv",
     log:
         "logs/{sample}/cnv.log",
@@ -29,7 +29,7 @@ rule score:
         h5ad="results/{sample}/intermediate/cnv.h5ad",
         gene_sets=config["scoring"]["gene_sets"],
     output:
-        h5ad=temp("results/{sample}/intermediate/scored.h5ad"),
+        h5ad=intermediate("results/{sample}/intermediate/scored.h5ad"),
         coverage="results/{sample}/signature_coverage.tsv",
         summary="results/{sample}/stemness_summary.tsv",
         pseudobulk="results/{sample}/pseudobulk_scores.tsv",

@@ -10,5 +10,12 @@ from cscniche._smk import section, step
 
 with step(snakemake):
     qc = section(snakemake, "qc")
-    table = preprocess.qc_file(snakemake.input[0], snakemake.output.h5ad, sample=snakemake.wildcards.sample, qc=qc)
+    table = preprocess.qc_file(
+        snakemake.input[0],
+        snakemake.output.h5ad,
+        sample=snakemake.wildcards.sample,
+        qc=qc,
+        cell_type_key=snakemake.params.cell_type_key or None,
+        seed=snakemake.params.seed,
+    )
     table.to_csv(snakemake.output.table, sep="\t", index=False)

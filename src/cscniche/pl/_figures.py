@@ -191,6 +191,18 @@ def umap(adata: ad.AnnData, *, sample: str = "") -> Figure:
     return fig
 
 
+def _stemness_method(obs: pd.DataFrame) -> str:
+    """The scoring method whose index ``stemness_<method>`` is the ``stemness`` column ('' when none is)."""
+    s = obs["stemness"].to_numpy(dtype=float)
+    for c in obs.columns:
+        m = str(c).removeprefix("stemness_")
+        if str(c).startswith("stemness_") and m not in ("pvalue", "resid") and not m.endswith("_resid"):
+            v = pd.to_numeric(obs[c], errors="coerce").to_numpy(dtype=float)
+            if v.shape == s.shape and np.allclose(v, s, equal_nan=True):
+                return m
+    return ""
+
+
 def score_distributions(adata: ad.AnnData, *, sample: str = "") -> Figure:
     """Violin plots of every ``score_<set>`` and the stemness index per group (CSC, non-CSC, compartments)."""
     obs = adata.obs
@@ -216,8 +228,13 @@ def score_distributions(adata: ad.AnnData, *, sample: str = "") -> Figure:
         med = [np.median(d) if d.size else np.nan for d in data]
         ax.scatter(range(len(order)), med, color="black", s=14, zorder=3, label="median")
         ax.set_xticks(range(len(order)))
-        ax.set_xticklabels([f"{g}\n(n={d.size:,})" for g, d in zip(order, data, strict=True)], fontsize=8)
-        ax.set_title("stemness index" if key == "stemness" else key.removeprefix("score_"))
+        tilt = {"rotation": 30, "ha": "right"} if len(order) > 3 else {}
+        ax.set_xticklabels([f"{g}\n(n={d.size:,})" for g, d in zip(order, data, strict=True)], fontsize=8, **tilt)
+        if key == "stemness":
+            method = _stemness_method(obs)
+            ax.set_title(f"stemness index ({method} scores)" if method else "stemness index", fontsize=10)
+        else:
+            ax.set_title(f"{key.removeprefix('score_')} (mean: score_genes)", fontsize=10)
         ax.axhline(0, color="grey", lw=0.5, ls=":")
         ax.set_ylabel("score")
     for ax in axes.ravel()[len(keys) :]:
@@ -771,32 +788,81 @@ def cohort_figures(cells: pd.DataFrame, *, neighbours: pd.DataFrame, checkpoints
 
 
 # ----------------------------------------------------------------------------------------------------- QC
-def qc_cells(qc: pd.DataFrame) -> Figure:
-    """Per sample: cells in, cells removed by each QC filter (a cell can fail several) and cells kept."""
+def _sample_rows(qc: pd.DataFrame) -> pd.DataFrame:
+    """The per-sample rows of a QC table (``cell_type == 'all'``; every row of a table without ``cell_type``)."""
+    if "cell_type" not in qc:
+        return qc
+    return qc[qc["cell_type"].astype(str) == "all"]
+
+
+#: QC table columns drawn per filter: (column, label, colour)
+QC_FILTERS = [
+    ("removed_low_genes", "low genes", "#dd8452"),
+    ("removed_high_genes", "high genes", "#c49c94"),
+    ("removed_low_counts", "low counts", "#937860"),
+    ("removed_high_counts", "high counts", "#bcbd22"),
+    ("removed_high_mt", "high MT %", "#da8bc3"),
+    ("doublets", "doublets", "#8172b3"),
+]
+
+
+def qc_cells(qc: pd.DataFrame, *, warn_share: float = 0.5) -> Figure:
+    """QC per sample and per cell type.
+
+    Left: per sample, cells in, cells failing each filter (a cell can fail several), doublets and cells kept.
+    Right (when the table has per-cell-type rows): for each sample's cell types, the percentage of the type's
+    cells failing each filter and the percentage kept; types losing more than ``warn_share`` are in red.
+    """
     if qc.empty or "sample" not in qc:
         return placeholder("no QC table", title="QC")
-    samples = list(qc["sample"].astype(str))
-    cols = [
-        ("n_cells_in", "cells in", "#8c8c8c"),
-        ("removed_low_genes", "low genes", "#dd8452"),
-        ("removed_low_counts", "low counts", "#937860"),
-        ("removed_high_mt", "high MT %", "#da8bc3"),
-        ("n_cells_out", "cells kept", "#55a868"),
-    ]
-    cols = [c for c in cols if c[0] in qc]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(samples) * len(cols) / 3 + 3), 4.2))
+    per_sample = _sample_rows(qc)
+    per_type = qc[qc["cell_type"].astype(str) != "all"] if "cell_type" in qc else qc.iloc[0:0]
+    samples = list(per_sample["sample"].astype(str))
+    cols = [("n_cells_in", "cells in", "#8c8c8c"), *QC_FILTERS, ("n_cells_out", "cells kept", "#55a868")]
+    cols = [c for c in cols if c[0] in per_sample and (c[0].startswith("n_") or per_sample[c[0]].sum() > 0)]
+    n_rows = len(per_type)
+    width_left = max(5, 1.3 * len(samples) * len(cols) / 3 + 2)
+    fig, axes = plt.subplots(
+        1, 2 if n_rows else 1, figsize=(width_left + (7 if n_rows else 3), max(4.2, 0.28 * n_rows + 1.8)),
+        squeeze=False, gridspec_kw={"width_ratios": [width_left, 7]} if n_rows else None,
+    )  # fmt: skip
+    ax = axes[0, 0]
     width = 0.8 / len(cols)
     x = np.arange(len(samples))
     for j, (c, label, colour) in enumerate(cols):
-        v = qc[c].to_numpy(dtype=float)
+        v = per_sample[c].to_numpy(dtype=float)
         bars = ax.bar(x + (j - (len(cols) - 1) / 2) * width, v, width=width, color=colour, label=label)
         ax.bar_label(bars, labels=[f"{int(a):,}" for a in v], fontsize=6, rotation=90, padding=2)
     ax.set_xticks(x)
     ax.set_xticklabels(samples, fontsize=8, rotation=45 if len(samples) > 4 else 0)
     ax.set_ylabel("cells")
     ax.margins(y=0.2)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("QC: cells per sample and cells removed by each filter")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=4)
+    ax.set_title("Cells per sample, removed by each filter", fontsize=10)
+    if n_rows:
+        ax = axes[0, 1]
+        fcols = [c for c in QC_FILTERS if c[0] in per_type] + [("n_cells_out", "kept", "#55a868")]
+        n_in = per_type["n_cells_in"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.column_stack([100 * per_type[c].to_numpy(dtype=float) / n_in for c, _, _ in fcols])
+        ax.imshow(m, cmap="Greys", vmin=0, vmax=200, aspect="auto")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if np.isfinite(m[i, j]) and (m[i, j] > 0 or j == m.shape[1] - 1):
+                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=7)
+        labels = [f"{s}: {c} (n={int(n)})" for s, c, n in zip(per_type["sample"], per_type["cell_type"], n_in,
+                                                                   strict=True)]  # fmt: skip
+        ax.set_yticks(range(n_rows))
+        ax.set_yticklabels(labels, fontsize=7)
+        lost = (per_type["n_cells_out"].to_numpy(dtype=float) < (1 - warn_share) * n_in) & (n_in >= 10)
+        for tick, bad in zip(ax.get_yticklabels(), lost, strict=True):
+            if bad:
+                tick.set_color(CSC_COLOUR)
+                tick.set_fontweight("bold")
+        ax.set_xticks(range(len(fcols)))
+        ax.set_xticklabels([label for _, label, _ in fcols], rotation=30, ha="right", fontsize=7)
+        ax.set_title("% of each cell type's cells (red: more than half removed)", fontsize=10)
+    fig.suptitle("QC: cells removed by each filter and kept", fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -832,7 +898,8 @@ def qc_metrics(cells: pd.DataFrame, qc: pd.DataFrame | None = None) -> Figure:
                 body.set_facecolor("#4c72b0")
                 body.set_alpha(0.6)
         if qc is not None and thr in qc and "sample" in qc:
-            t = qc.set_index(qc["sample"].astype(str))[thr].reindex(samples).to_numpy(dtype=float)
+            rows = _sample_rows(qc)
+            t = rows.set_index(rows["sample"].astype(str))[thr].reindex(samples).to_numpy(dtype=float)
             for i, v in enumerate(t):
                 if np.isfinite(v) and (v > 0 or not log):
                     y = np.log10(v) if log else v

@@ -14,7 +14,9 @@ from . import _embed as _emb
 from . import _qc
 
 
-def qc(adata: ad.AnnData, *, sample: str, qc: QcParams = QcParams()) -> tuple[ad.AnnData, pd.DataFrame]:
+def qc(
+    adata: ad.AnnData, *, sample: str, qc: QcParams = QcParams(), cell_type_key: str | None = None, seed: int = 0
+) -> tuple[ad.AnnData, pd.DataFrame]:
     """QC-filter and log-normalise in memory.
 
     Parameters
@@ -24,31 +26,45 @@ def qc(adata: ad.AnnData, *, sample: str, qc: QcParams = QcParams()) -> tuple[ad
     sample
         Sample id, written to the QC table.
     qc
-        The ``qc`` config section (thresholds and ``target_sum``).
+        The ``qc`` config section (adaptive or fixed thresholds, doublets, ``target_sum``).
+    cell_type_key
+        ``obs`` column of author cell-type labels: the QC table then has a row per cell type.
+    seed
+        Seed of the doublet detection (Scrublet).
 
     Returns
     -------
-    The filtered, normalised AnnData and the one-row QC table.
+    The filtered, normalised AnnData and the QC table (:func:`cscniche.preprocess._qc.qc_table`).
 
     Sets
     ----
-    ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']``; ``layers['counts']`` (raw counts).
+    ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']``, ``obs['doublet_score']``,
+    ``obs['predicted_doublet']`` (unless ``qc.doublets`` is 'off'); ``layers['counts']`` (raw counts).
     """
-    adata, table = _qc.qc_filter(adata, sample=sample, **qc.thresholds())
+    adata, table = _qc.qc_filter(adata, sample=sample, cell_type_key=cell_type_key, seed=seed, **qc.thresholds())
     _emb.normalise(adata, target_sum=qc.target_sum)
     return adata, table
 
 
-def qc_file(src: str | Path, dst: str | Path, *, sample: str, qc: QcParams = QcParams()) -> pd.DataFrame:
+def qc_file(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    sample: str,
+    qc: QcParams = QcParams(),
+    cell_type_key: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """QC-filter the raw counts of ``src`` into ``dst``, streamed (:func:`cscniche.preprocess._qc.qc_filter_file`).
 
     ``dst`` keeps raw counts only; the embedding step normalises (``qc.target_sum``: see :func:`embed_sample`).
 
     Returns
     -------
-    The one-row QC table (cells and genes before and after, thresholds).
+    The QC table: a row for the sample and one per author cell type (``cell_type_key``), cells in, removed by
+    each filter, doublets, kept, the thresholds applied and notes (:func:`cscniche.preprocess._qc.qc_table`).
     """
-    return _qc.qc_filter_file(src, dst, sample=sample, **qc.thresholds())
+    return _qc.qc_filter_file(src, dst, sample=sample, cell_type_key=cell_type_key, seed=seed, **qc.thresholds())
 
 
 def embed_sample(
