@@ -101,9 +101,11 @@ def test_planted_population_recovered_and_fdp_controlled():
     auroc, fdp, power, _, a = run(seed=11, effect=2.5, dropout=0.2)
     assert auroc >= 0.95
     assert fdp <= 1.5 * ALPHA
-    assert power > 0.5  # measured 0.82 with the Pearson-residual index (0.2-0.3 with the log-mean index)
+    assert power > 0.5  # pooled null: measured 0.78 (FDP 0.012) with the Pearson-residual index
     p = a.obs.loc[~a.obs["planted"], "stemness_pvalue"].to_numpy()
-    assert 0.4 < np.median(p) < 0.65  # non-planted cells: p-values roughly uniform
+    # non-planted cells: conservative, never anti-conservative. The pooled null centres the scores on all
+    # malignant cells, planted ones included, so the others sit a little below the null (measured median 0.743)
+    assert 0.4 < np.median(p) < 0.85 and np.mean(p <= 0.1) <= 0.1
 
 
 def test_pearson_index_beats_log_mean_and_equal_weights_on_dropout():
