@@ -143,6 +143,7 @@ def score(
         raise InputError(str(exc), sample=sample, path=str(scoring.mrnasi_weights)) from None
     score_cols = [f"{_sc.METHODS[m]}_{s}" for m in methods for s in sets]
     _sc.add_residuals(adata, score_cols + indices + ["stemness"] + pot[1:])
+    adata.obs = adata.obs.copy()  # one block again after the column-by-column inserts
     _sc.calibrate_stemness(
         adata, sets, stemness_sets, method=scoring.stemness_method, n_random=csc.n_random_sets, seed=seed,
         ucell_max_rank=scoring.ucell_max_rank, pearson_theta=scoring.pearson_theta, weights=w, alpha=csc.alpha,
