@@ -201,6 +201,7 @@ class CnvParams(Params):
     enabled: bool = True
     gene_positions: str = "cscniche:reference/gene_positions_hg38.tsv.gz"
     candidate_compartments: tuple[str, ...] = ("malignant", "candidate")
+    candidate_policy: str = "malignant_first"
     reference_compartments: tuple[str, ...] = ("immune", "stromal")
     quantile: float = 0.99
     min_genes_with_position: int = 500

@@ -15,16 +15,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import planted  # noqa: E402
 
 
-def _run(label: str):
+def _run(label: str, *, half: str | None = None, policy: str = "malignant_first"):
+    """The planted tumour with its cancer cells relabelled ``label`` (``half``: every other one ``half``)."""
     if not planted.GENES_TSV.exists():
         pytest.skip(f"shared data not available: {planted.GENES_TSV}")
     a = planted.planted_tumour(n_cells=2000, n_genes=3000, seed=2, stem_fraction=0.0)
-    lab = a.obs["celltype_major"].astype(str).replace({"Cancer Epithelial": label})
-    a.obs["celltype_major"] = lab.to_numpy()
+    lab = a.obs["celltype_major"].astype(str).to_numpy().copy()
+    mal = np.flatnonzero(lab == "Cancer Epithelial")
+    lab[mal] = label
+    if half:
+        lab[mal[::2]] = half
+    a.obs["celltype_major"] = lab
     a, _ = cn.preprocess.qc(a, sample="s")
     cn.preprocess.embed(a, embedding=cn.EmbeddingParams(umap=False))
     cn.preprocess.annotate(a, cell_type_key="celltype_major")
-    table = cn.stemness.cnv(a, sample="s", cnv=cn.CnvParams(gene_positions=str(planted.GENES_TSV)))
+    params = cn.CnvParams(gene_positions=str(planted.GENES_TSV), candidate_policy=policy)
+    table = cn.stemness.cnv(a, sample="s", cnv=params)
     return a, table.iloc[0]
 
 
@@ -52,3 +58,15 @@ def test_no_candidate_label_falls_back_to_cnv_high_cells_with_a_warning():
     print(f"no candidate label: {row['n_malignant']} malignant of {truth.sum()}, F1 {f1:.3f}")
     assert f1 >= 0.85
     assert not (a.obs["malignant"].to_numpy(bool) & np.isin(a.obs["compartment"], ["immune", "stromal"])).any()
+
+
+@pytest.mark.parametrize("policy", ["malignant_first", "all"])
+def test_named_cancer_cells_leave_the_parenchymal_labels_to_the_authors(policy):
+    """Half the cancer cells labelled "Cancer clone A", half "Ductal" (as Moncada PDAC-A labels its normal-like
+    ductal cells): by default only the named cancer cells are candidates; with policy 'all' both."""
+    a, row = _run("Cancer clone A", half="Ductal", policy=policy)
+    ductal = a.obs["cell_type"].astype(str).to_numpy() == "Ductal"
+    clone = a.obs["cell_type"].astype(str).to_numpy() == "Cancer clone A"
+    called = a.obs["malignant"].to_numpy(bool)
+    assert called[clone].mean() > 0.95
+    assert called[ductal].mean() == 0.0 if policy == "malignant_first" else called[ductal].mean() > 0.95

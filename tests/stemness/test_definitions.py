@@ -17,7 +17,7 @@ from cscniche.stemness.kernels import _methods as m
 def test_panels_default_liver_and_per_tumour_type():
     liver = df.read_panel()
     assert liver.name == "liver" and liver.index_markers == ("PROM1", "THY1", "CD44", "EPCAM")
-    assert liver.default_phenotype == "CD44+THY1+"  # Yang et al. 2008, the panel's first combination
+    assert liver.default_phenotype == "EPCAM+CD44+"  # see _definitions.DEFAULT_PHENOTYPES
     breast = df.read_panel(tumour_type="TNBC")
     assert breast.name == "breast" and "CD24" in breast.markers and "CD24" not in breast.index_markers
     assert breast.default_phenotype == "CD44+CD24-"
@@ -121,7 +121,7 @@ def test_demo_default_definitions_and_summary(demo_default):
         "IL6_STAT3_TUMOUR",
         "CANCERSEA_STEMNESS",
     ]
-    assert info["marker_panel"] == "liver" and info["csc_phenotype"] == "CD44+THY1+"
+    assert info["marker_panel"] == "liver" and info["csc_phenotype"] == "EPCAM+CD44+"
     s = info["stemness_summary"].iloc[0]
     mal = a.obs["malignant"].to_numpy(bool)
     stem = a.obs["truth_stem"].to_numpy(bool)
@@ -154,3 +154,26 @@ def test_demo_default_definitions_and_summary(demo_default):
         for g in cn.stemness._score.read_gmt(DATA / "genesets/csc_tumour_intrinsic.gmt")[c]
     }
     assert "MYC" in cov and info["index_genes_removed"] == {}  # the shipped sets are already disjoint
+
+
+def test_targeted_panel_sets_below_min_fraction_leave_the_index(demo_default):
+    """A set of which the panel holds too few genes leaves the index (warning, summary), the markers never."""
+    from cscniche.stemness._score import read_gmt
+
+    sets = read_gmt(DATA / "genesets/csc_tumour_intrinsic.gmt")
+    a = demo_default
+    keep = [g for g in a.var_names if g not in sets["WNT_TARGETS"][1:] and g not in sets["CELL_CYCLE_S"]]
+    b = a[:, keep].copy()
+    cov = cn.stemness.score(
+        b, sample="panel", scoring=cn.ScoringParams(methods=("pearson",), pseudobulk_methods=()),
+        csc=cn.CscParams(n_random_sets=100),
+    )  # fmt: skip
+    info = b.uns["cscniche"]
+    assert info["sets_dropped"] == ["WNT_TARGETS", "CELL_CYCLE_S"]
+    assert "WNT_TARGETS" not in info["stemness_sets"] and "CELL_CYCLE_S" not in info["covariate_sets"]
+    assert not cov.set_index("signature").loc["WNT_TARGETS", "scored"]
+    s = info["stemness_summary"].iloc[0]
+    assert s["sets_dropped"] == "WNT_TARGETS,CELL_CYCLE_S" and s["n_csc_calibrated"] > 0
+    no_markers = a[:, [g for g in a.var_names if g not in ("PROM1", "THY1", "CD44", "EPCAM")]].copy()
+    with pytest.raises(cn.InputError, match="CSC_MARKERS 0/4"):
+        cn.stemness.score(no_markers, sample="x", scoring=cn.ScoringParams(methods=("pearson",), pseudobulk_methods=()))

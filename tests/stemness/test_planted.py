@@ -105,7 +105,7 @@ def test_library_on_planted_tumour(planted_runs):
     assert out["calibration"]["subpop_pvalue"] <= 0.01
     assert out["calibration"]["min_pvalue"] < 1e-5  # pooled null: far below 1/1001
     assert out["covariate"]["covariate_check"] == "ok"
-    ph = out["phenotype"]  # CD44+THY1+ (liver panel's first combination)
+    ph = out["phenotype"]  # EPCAM+CD44+ (the liver panel's default phenotype)
     assert ph["precision"] >= 0.7 and ph["recall"] >= 0.6
     assert out["malignant_f1"] >= 0.8
 

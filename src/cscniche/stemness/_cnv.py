@@ -7,7 +7,10 @@ Rule (also in the README): a cell is **malignant** when
    Epithelial", or parenchymal labels such as "Epithelial", "Hepatocytes", "Ductal" that the anchored compartment
    rules call ``candidate``); when no label of the sample names a candidate, the CNV-high cells that are
    neither immune nor stromal become the candidates if they form a population (with ``candidate_warning`` in
-   the table and the summary), and
+   the table and the summary). With ``candidate_policy='malignant_first'`` (default) a sample whose labels name
+   cancer cells (compartment ``malignant``, e.g. "Cancer clone A") keeps only those as candidates: the authors
+   have told tumour from normal epithelium, and their "Ductal"/"Epithelial" cells are the normal tissue
+   (``'all'``: both), and
 2. its CNV score is above the sample's threshold.
 
 The CNV profile of each cell is inferred with :func:`infercnvpy.tl.infercnv` on the log-normalised
@@ -215,6 +218,11 @@ def call_malignant(
     from ..preprocess.candidates import choose_candidates
 
     comp = adata.obs["compartment"].astype(str).to_numpy()
+    if params.candidate_policy == "malignant_first" and (comp == "malignant").any():
+        # the authors named the cancer cells: their parenchymal/epithelial labels are the normal tissue
+        candidate_compartments = [c for c in candidate_compartments if c != "candidate"]
+    elif params.candidate_policy not in ("malignant_first", "all"):
+        raise ValueError(f"cnv.candidate_policy must be 'malignant_first' or 'all', not {params.candidate_policy!r}")
     by_label = np.isin(comp, list(candidate_compartments))
     candidate = by_label
     ref = np.isin(comp, list(reference_compartments))

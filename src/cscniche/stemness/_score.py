@@ -501,6 +501,8 @@ def stemness_summary(
             ok = np.isfinite(x) & np.isfinite(y)
             rho = spearmanr(x[ok], y[ok])[0] if ok.sum() > 2 else np.nan
             row[f"spearman_{a}__{b}"] = float(rho)
+    row["index_sets"] = ",".join(info.get("stemness_sets", []))
+    row["sets_dropped"] = ",".join(info.get("sets_dropped", []))
     cnv = info.get("cnv")
     if isinstance(cnv, pd.DataFrame) and "candidate_warning" in cnv and len(cnv):
         row["candidate_warning"] = str(cnv["candidate_warning"].iloc[0])

@@ -101,6 +101,19 @@ def score(
     if missing_cov:
         log.warning("sample %s: covariate sets %s are not in the gene-set files; not checked", sample, missing_cov)
     sets, removed = _exclude_covariate_genes(sets, stemness_sets, covariates)
+    # targeted panels (CosMx, MERFISH) hold few genes of some sets: those sets are left out (index and covariates
+    # alike) with a warning; the marker component and any set the user did not let go stay required
+    full = _sc.signature_coverage(adata.var_names, sets)
+    low = full.loc[(full["fraction_present"] < scoring.min_fraction_present) | (full["n_present"] == 0), "signature"]
+    dropped = [n for n in low if n != _MARKER_SET]
+    if dropped:
+        log.warning(
+            "sample %s: sets below scoring.min_fraction_present (%g) left out of the index and covariates: %s",
+            sample, scoring.min_fraction_present, ", ".join(dropped),
+        )  # fmt: skip
+        sets = {k: v for k, v in sets.items() if k not in dropped}
+        stemness_sets = [k for k in stemness_sets if k not in dropped]
+        covariates = [c for c in covariates if c not in dropped]
     methods = list(dict.fromkeys([*scoring.methods, scoring.stemness_method]))
     if "calibrated" in definitions and scoring.stemness_method == "mean" and scoring.mean_engine != "fast":
         raise InputError("the calibrated CSC definition with stemness_method 'mean' needs scoring.mean_engine 'fast'")
@@ -126,6 +139,8 @@ def score(
         )
     except ValueError as exc:
         raise InputError(str(exc).replace(f"sample '{sample}': ", ""), sample=sample) from None
+    full["scored"] = ~full["signature"].isin(dropped)
+    coverage = full
     coverage.insert(0, "sample", sample)
     markers = list(scoring.markers or panel.markers)
     _sc.marker_expression(adata, markers)
@@ -159,6 +174,7 @@ def score(
     info["stemness_sets"] = stemness_sets
     info["covariate_sets"] = covariates
     info["index_genes_removed"] = removed
+    info["sets_dropped"] = dropped
     info["stemness_summary"] = _sc.stemness_summary(
         adata, sample=sample, markers=markers, indices=indices + pot, covariates=covariates,
         prefix=_sc.METHODS[scoring.stemness_method],
@@ -246,6 +262,9 @@ def project(
         scoring.gene_sets, scoring.stemness_sets, panel=panel, covariates=scoring.covariate_sets
     )
     sets, _ = _exclude_covariate_genes(sets, stemness_sets, [c for c in scoring.covariate_sets if c in sets])
+    dropped = set(info.get("sets_dropped", []))
+    sets = {k: v for k, v in sets.items() if k not in dropped}
+    stemness_sets = list(info.get("stemness_sets", [k for k in stemness_sets if k not in dropped]))
     model = _proj.SketchModel(
         sketch, sets, stemness_sets, methods=list(scoring.methods), stemness_method=scoring.stemness_method,
         index_weighting=scoring.index_weighting, pearson_theta=scoring.pearson_theta,
