@@ -109,8 +109,11 @@ def test_planted_population_recovered_and_fdp_controlled():
 
 
 def test_pearson_index_beats_log_mean_and_equal_weights_on_dropout():
-    """Why pearson + sqrt_size is the default: on the same data it separates the planted cells better than the
-    score_genes index, and Stouffer weighting beats giving the 4-gene set half the weight."""
+    """Pearson beats the score_genes index; with two sets whose genes all carry the same planted effect,
+    Stouffer (sqrt_size) weighting beats giving the 4-gene set half the weight. The default is nonetheless
+    ``equal`` (issue 15: the named markers weigh as a component in their own right): with the five tumour-intrinsic
+    sets, on the planted tumour of ``planted.py`` (markers and targets raised, the 106-gene CancerSEA set mostly
+    not), equal weights gave AUROC 0.987 and calibrated recall 0.670 vs 0.886 and 0.096 with sqrt_size."""
     best = run(seed=2, effect=2.0, dropout=0.3)[0]
     assert best > run(seed=2, effect=2.0, dropout=0.3, method="mean")[0] + 0.02
     assert best > run(seed=2, effect=2.0, dropout=0.3, weighting="equal")[0] + 0.01
