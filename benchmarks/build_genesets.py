@@ -2,7 +2,7 @@
 
 Reproducible: the output depends only on the lists below, ``msigdb_hallmark.gmt`` and ``cancersea_states.gmt``
 (``../shared/data/reference``) and the author-labelled Wu CID4465 and Moncada PDAC-A matrices
-(``../shared/data/tumour``). Every removal and its reason/number is in ``PROVENANCE_tumour_intrinsic.md``
+(``../shared/data/tumour``). Every removal and its reason/number is in ``PROVENANCE.md``
 (``--table`` prints the per-gene numbers pasted there).
 
 Usage::
@@ -193,8 +193,7 @@ INDEX_ORDER = ["CSC_MARKERS_LIVER", "WNT_TARGETS", "NOTCH_TARGETS", "IL6_STAT3_T
 DESCRIPTIONS = {
     "CSC_MARKERS_LIVER": "index; liver CSC surface markers CD133/PROM1, CD90/THY1, CD44, EpCAM "
     "(Ma 2007; Yang 2008; Yamashita 2009); not expression-filtered",
-    "WNT_TARGETS": "index; beta-catenin/TCF target genes (literature, see PROVENANCE_tumour_intrinsic.md), "
-    "tumour-intrinsic filtered",
+    "WNT_TARGETS": "index; beta-catenin/TCF target genes (literature, see PROVENANCE.md), tumour-intrinsic filtered",
     "NOTCH_TARGETS": "index; Notch/RBPJ target genes (literature), tumour-intrinsic filtered",
     "IL6_STAT3_TUMOUR": "index; MSigDB Hallmark IL6_JAK_STAT3_SIGNALING (Liberzon 2015) minus immune/stromal, "
     "IFN/JAK-STAT, checkpoint, IEG genes and signalling components",

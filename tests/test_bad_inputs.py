@@ -493,8 +493,8 @@ def test_config_files_resolved_to_the_workflow_copy_and_optional_ones_skipped(tm
     cfg["cnv"].update(enabled=False, gene_positions="unused.gtf")  # not needed without CNV
     check_config_files(cfg, ROOT)
     assert cfg["annotation"]["markers"] == "markers.tsv"
-    assert cfg["annotation"]["compartments"] == str(DATA / "compartments.tsv")
-    assert cfg["scoring"]["gene_sets"] == [str(DATA / "genesets/csc_signatures.gmt")]
+    assert cfg["annotation"]["compartments"] == str(DATA / "compartments_anchored.tsv")
+    assert cfg["scoring"]["gene_sets"] == [str(DATA / "genesets/csc_tumour_intrinsic.gmt")]
     assert cfg["genes"]["map"] == "" and cfg["scoring"]["mrnasi_weights"] == ""  # empty: not used
     cfg["annotation"]["markers"] = str(tmp_path)
     with pytest.raises(InputError, match="config key 'annotation.markers': file '.*' is a folder, not a file"):

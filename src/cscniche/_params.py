@@ -139,7 +139,7 @@ class AnnotationParams(Params):
 
     section: ClassVar[str] = "annotation"
     markers: str = "cscniche:markers.tsv"
-    compartments: str = "cscniche:compartments.tsv"
+    compartments: str = "cscniche:compartments_anchored.tsv"
 
 
 @dataclass(frozen=True)
@@ -147,31 +147,55 @@ class ScoringParams(Params):
     """``scoring``: gene sets, scoring methods and the stemness index."""
 
     section: ClassVar[str] = "scoring"
-    gene_sets: tuple[str, ...] = ("cscniche:genesets/csc_signatures.gmt",)
-    stemness_sets: tuple[str, ...] = ("CSC_MARKERS", "WNT_BETA_CATENIN", "NOTCH", "IL6_JAK_STAT3")
+    gene_sets: tuple[str, ...] = ("cscniche:genesets/csc_tumour_intrinsic.gmt",)
+    stemness_sets: tuple[str, ...] = ()  # empty: CSC_MARKERS and every non-covariate set of the GMT files
+    covariate_sets: tuple[str, ...] = ("DISSOCIATION_IEG", "CELL_CYCLE_S", "CELL_CYCLE_G2M")
+    marker_panel: str = "liver"
+    marker_panels: str = "cscniche:marker_panels.tsv"
     min_fraction_present: float = 0.25
     ctrl_size: int = 50
-    markers: tuple[str, ...] = CSC_MARKERS
+    markers: tuple[str, ...] = ()
     methods: tuple[str, ...] = ("mean", "ucell", "aucell", "pearson")
     mean_engine: str = "fast"
     ucell_max_rank: int = 1500
     aucell_n_up: int | None = None
     stemness_method: str = "pearson"
     pearson_theta: float = 100
-    index_weighting: str = "sqrt_size"
+    index_weighting: str = "equal"
     mrnasi_weights: str = ""
     pseudobulk_methods: tuple[str, ...] = ("ssgsea", "gsva")
 
 
 @dataclass(frozen=True)
 class CscParams(Params):
-    """``csc``: the CSC call (``fdr``: empirical p-values, BH at ``alpha``; ``quantile``: top of the index)."""
+    """``csc``: CSC definitions side by side (``calibrated``: pooled-null BH-FDR <= ``alpha``; ``phenotype``:
+    malignant cells positive for ``phenotype``; ``quantile``: top of the index); the first is the primary one.
+
+    ``rule`` is the former single call, kept as an alias: ``fdr`` (= ``calibrated``) or ``quantile`` puts that
+    definition first; empty (the default) leaves ``definitions`` as given.
+    """
 
     section: ClassVar[str] = "csc"
-    rule: str = "fdr"
+    definitions: tuple[str, ...] = ("calibrated", "phenotype", "quantile")
+    phenotype: str = ""
+    rule: str = ""
     alpha: float = 0.1
     n_random_sets: int = 1000
     quantile: float = 0.9
+
+    def __post_init__(self):
+        if self.rule not in ("", "fdr", "quantile"):
+            raise ValueError(
+                f"csc.rule must be 'fdr' or 'quantile' (or empty), not {self.rule!r}; "
+                "the CSC call is now csc.definitions (calibrated | phenotype | quantile)"
+            )
+
+    def ordered_definitions(self) -> tuple[str, ...]:
+        """``definitions`` with the one ``rule`` names (if any) first."""
+        if not self.rule:
+            return tuple(self.definitions)
+        first = {"fdr": "calibrated", "quantile": "quantile"}[self.rule]
+        return (first, *[d for d in self.definitions if d != first])
 
 
 @dataclass(frozen=True)
@@ -181,7 +205,8 @@ class CnvParams(Params):
     section: ClassVar[str] = "cnv"
     enabled: bool = True
     gene_positions: str = "cscniche:reference/gene_positions_hg38.tsv.gz"
-    candidate_compartments: tuple[str, ...] = ("malignant",)
+    candidate_compartments: tuple[str, ...] = ("malignant", "candidate")
+    candidate_policy: str = "malignant_first"
     reference_compartments: tuple[str, ...] = ("immune", "stromal")
     quantile: float = 0.99
     min_genes_with_position: int = 500

@@ -8,10 +8,9 @@ early/dissociation stress, cycling) and optionally a stem-like population. Truth
 ``obs['truth_program']`` (stem | IFN | IEG | cycling | none for malignant cells, reference for the others),
 ``obs['truth_malignant']``; ``uns['planted']`` records the arms, factors and program genes.
 
-:func:`evaluate` runs the library (QC/normalise, embed, annotate from the author labels, CNV, score) and reports
-the stemness AUROC among malignant cells and the calls of (a) the library's current random-set null and (b) the
-pooled null (:mod:`cscniche.stemness.pooled_null`) on the same control indices. Every call into the library is
-in the ``_library_*`` functions below (the library is being reorganised: fix the imports there).
+:func:`evaluate` runs the library (QC/normalise, embed, annotate from the author labels, CNV, score with the
+default index, pooled null and CSC definitions) and reports the stemness AUROC among malignant cells and the calls
+of every CSC definition (precision, recall, share of each non-stem program's cells called).
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ GMT_CANDIDATES = [
     ROOT / "src" / "cscniche" / "data" / "genesets" / "csc_signatures.gmt",
     ROOT / "src" / "cscniche" / "data" / "csc_signatures.gmt",
 ]
+#: the default (tumour-intrinsic) gene sets: their genes are in every planted tumour too
+GMT_DEFAULT = ROOT / "src" / "cscniche" / "data" / "genesets" / "csc_tumour_intrinsic.gmt"
 
 #: approximate hg38 centromere midpoints (Mb) of the chromosomes whose arms are altered
 CENTROMERE_MB = {"1": 123.4, "3": 90.9, "8": 45.2, "17": 25.1, "20": 28.1}
@@ -114,6 +115,8 @@ def planted_tumour(
     rng = np.random.default_rng(seed)
     table = gene_table()
     sigs = read_gmt(_gmt_path())
+    if GMT_DEFAULT.exists():
+        sigs = {**sigs, **read_gmt(GMT_DEFAULT)}
     wanted = list(dict.fromkeys(
         [g for s in sigs.values() for g in s] + [g for p in PROGRAMS.values() for g in p] + STEM_GENES
         + [g for _, _, m in CELL_TYPES.values() for g in m]
@@ -203,100 +206,49 @@ def planted_tumour(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Everything that touches the library (paths may change with the refactor) is below.
-
-#: where each library module lived before the refactor, then where the refactor moved it (first found wins)
-_LIBRARY_MODULES = {
-    "stages": ("cscniche.stages", "cscniche.stemness._steps"),
-    "scoring": ("cscniche.scoring", "cscniche.stemness._score"),
-    "methods": ("cscniche.methods", "cscniche.stemness.kernels._methods"),
-    "residuals": ("cscniche.residuals", "cscniche.stemness.kernels.pearson"),
-}
+# Everything that touches the library is below (the public steps with their parameter objects).
 
 
-def _lib(name: str):
-    """The library module ``name`` (see ``_LIBRARY_MODULES``)."""
-    import importlib
+def _library_pipeline(
+    adata: ad.AnnData, *, sample: str, n_random: int, seed: int, cnv: bool = True, scoring=None, csc=None
+) -> ad.AnnData:
+    """QC/normalise, embed, annotate from the author labels (default compartment rules), CNV (``cnv=False``:
+    malignant = the author-labelled malignant compartment), score (default stemness settings but only the
+    stemness method and no pseudobulk, for speed)."""
+    import cscniche as cn
 
-    errors = []
-    for mod in _LIBRARY_MODULES[name]:
-        try:
-            return importlib.import_module(mod)
-        except ImportError as exc:
-            errors.append(f"{mod}: {exc}")
-    raise ImportError(f"library module {name!r} not found: " + "; ".join(errors))
-
-
-def _library_pipeline(adata: ad.AnnData, *, sample: str, n_random: int, seed: int, cnv: bool = True) -> ad.AnnData:
-    """QC/normalise, embed, annotate from the author labels, CNV (``cnv=False``: malignant = the author-labelled
-    malignant compartment), score (default stemness settings)."""
-    stages = _lib("stages")
-    a, _ = stages.qc(adata.copy(), sample=sample)
-    stages.embed(a, umap=False, seed=seed)
-    stages.annotate(a, cell_type_key="celltype_major", markers=DATA / "markers.tsv",
-                    compartments=DATA / "compartments.tsv")  # fmt: skip
-    stages.cnv(a, sample=sample, gene_positions=GENES_TSV, seed=seed, enabled=cnv)
-    stages.score(a, sample=sample, gene_sets=[_gmt_path()], n_random_sets=n_random, seed=seed,
-                 methods=("mean",), pseudobulk_methods=())  # fmt: skip
+    a, _ = cn.preprocess.qc(adata.copy(), sample=sample)
+    cn.preprocess.embed(a, embedding=cn.EmbeddingParams(umap=False), seed=seed)
+    cn.preprocess.annotate(a, cell_type_key="celltype_major")
+    cn.stemness.cnv(a, sample=sample, cnv=cn.CnvParams(enabled=cnv, gene_positions=str(GENES_TSV)), seed=seed)
+    scoring = scoring or cn.ScoringParams(methods=("pearson",), pseudobulk_methods=())
+    csc = csc or cn.CscParams(n_random_sets=n_random)
+    cn.stemness.score(a, sample=sample, scoring=scoring, csc=csc, seed=seed)
     return a
 
 
-def _library_control_indices(a: ad.AnnData, *, n_random: int, seed: int, n_bins: int = 25, theta: float = 100.0):
-    """The per-cell observed and control stemness indices behind ``obs['stemness_pvalue']`` (pearson method).
-
-    Replays :func:`cscniche.scoring.calibrate_stemness` / :func:`cscniche.methods.random_set_pvalues` (same
-    seed, same draws, same standardisations), which compute the control indices but do not keep them.
-    Returns ``(observed (n_mal,), controls (n_mal, n_random), malignant mask)``.
-    """
-    _m, _pr, _sc = _lib("methods"), _lib("residuals"), _lib("scoring")
-
-    info = a.uns["cscniche"]
-    stemness_sets = list(info["stemness_sets"])
-    sets = read_gmt(_gmt_path())
-    mal = a.obs["malignant"].to_numpy(dtype=bool)
-    idx = _sc._present_indices(a.var_names, {k: sets[k] for k in stemness_sets})
-    gsets = [idx[k] for k in stemness_sets]
-    observed = a.obs.loc[mal, [f"pearson_{k}" for k in stemness_sets]].to_numpy(dtype=np.float64)
-    bins = _m.expression_bins(_m.gene_means(a.X), n_bins)
-    model = _sc.pearson_model(a, theta=theta)
-    counts, rows = a.layers["counts"], np.flatnonzero(mal)
-    excess = _pr.nonzero_excess(counts, model, rows)
-    w = _sc.index_weights(a.var_names, sets, stemness_sets, "sqrt_size")
-    w = w / w.sum()
-
-    def z2(m):
-        first = _m._zcols(m) @ w
-        return _m._zcols(first[:, None])[:, 0]
-
-    rng = np.random.default_rng(seed)
-    obs = z2(observed)
-    exclude = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in gsets]))
-    draws = [_m.matched_random_sets(bins, s, n_random, rng, exclude=exclude) for s in gsets]
-    ctrl = np.empty((rows.size, n_random))
-    k = len(gsets)
-    for b0 in range(0, n_random, 50):
-        b1 = min(n_random, b0 + 50)
-        cols = [draws[j][b] for b in range(b0, b1) for j in range(k)]
-        m = _pr.set_means(counts, cols, model, rows=rows, excess=excess).reshape(rows.size, b1 - b0, k)
-        for b in range(b1 - b0):
-            ctrl[:, b0 + b] = z2(m[:, b, :])
-    return obs, ctrl, mal
-
-
 def evaluate(
-    adata: ad.AnnData, *, sample: str = "planted", n_random: int = 1000, seed: int = 0, alpha: float = 0.1, cnv=True
+    adata: ad.AnnData,
+    *,
+    sample: str = "planted",
+    n_random: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.1,
+    cnv=True,
+    scoring=None,
+    csc=None,
+    verbose: bool = True,
 ):
-    """Run the library on a planted tumour; print and return AUROC and the calls of both nulls.
+    """Run the library on a planted tumour; print and return AUROC and the calls of every CSC definition.
 
-    Returns a dict: malignant recovery, stemness AUROC (truth_stem vs other malignant cells), and for the
-    ``current`` and ``pooled`` nulls: n called, precision, recall, share of each program's cells called, min q;
-    plus the pooled null's summary and the sample-level test.
+    Returns a dict: malignant recovery (CNV step), stemness AUROC (truth_stem vs other malignant cells; each
+    program vs unprogrammed cells), and per definition (``calibrated``, ``phenotype``, ``quantile``): n called,
+    precision, recall, share of each program's cells called; plus the calibration summary (pooled null, sample-
+    level test) and the covariate check of the summary.
     """
     from sklearn.metrics import roc_auc_score
 
-    from cscniche.stemness.pooled_null import pooled_null, subpopulation_test
-
-    a = _library_pipeline(adata, sample=sample, n_random=n_random, seed=seed, cnv=cnv)
+    a = _library_pipeline(adata, sample=sample, n_random=n_random, seed=seed, cnv=cnv, scoring=scoring, csc=csc)
     truth_mal = a.obs["truth_malignant"].to_numpy(dtype=bool)
     mal = a.obs["malignant"].to_numpy(dtype=bool)
     out = {
@@ -305,47 +257,38 @@ def evaluate(
         "n_malignant_called": int(mal.sum()),
         "malignant_f1": float(2 * (mal & truth_mal).sum() / (mal.sum() + truth_mal.sum())),
     }
+    cnv_table = a.uns["cscniche"].get("cnv")
+    if isinstance(cnv_table, pd.DataFrame) and "cnv_only_f1" in cnv_table:
+        out["cnv_only_f1"] = float(cnv_table["cnv_only_f1"].iloc[0])
     stem = a.obs["truth_stem"].to_numpy(dtype=bool)
     prog = a.obs["truth_program"].astype(str).to_numpy()
     s = a.obs["stemness"].to_numpy(dtype=np.float64)
     out["auroc_stemness"] = float(roc_auc_score(stem[mal], s[mal])) if 0 < stem[mal].sum() < mal.sum() else np.nan
     for p in ["IFN", "IEG", "cycling"]:
         sel = mal & ((prog == p) | (prog == "none"))
-        out[f"auroc_{p}_vs_none"] = float(roc_auc_score(prog[sel] == p, s[sel]))
-
-    obs_idx, ctrl, mal2 = _library_control_indices(a, n_random=n_random, seed=seed)
-    old_p = (1.0 + np.sum(ctrl >= obs_idx[:, None] - 1e-12, axis=1)) / (1.0 + n_random)
-    out["replay_matches_library_p"] = bool(np.allclose(old_p, a.obs["stemness_pvalue"].to_numpy()[mal2]))
-    res = pooled_null(obs_idx, ctrl, alpha=alpha)
-    sub = subpopulation_test(obs_idx, ctrl)
-
-    def calls(name, called_mal, q):
-        c = np.zeros(a.n_obs, dtype=bool)
-        c[np.flatnonzero(mal2)] = called_mal
-        d = {
+        ok = 0 < (prog[sel] == p).sum() < sel.sum()
+        out[f"auroc_{p}_vs_none"] = float(roc_auc_score(prog[sel] == p, s[sel])) if ok else np.nan
+    for d in a.uns["cscniche"]["csc_definitions"]:
+        c = a.obs[f"csc_{d}"].to_numpy(dtype=bool)
+        r = {
             "n_called": int(c.sum()),
+            "called_share_malignant": float(c[mal].mean()) if mal.any() else np.nan,
             "precision": float((c & stem).sum() / c.sum()) if c.sum() else np.nan,
             "recall": float(c[stem & mal].mean()) if (stem & mal).any() else np.nan,
-            "min_q": float(np.nanmin(q)),
         }
         for p in ["none", "IFN", "IEG", "cycling"]:
             sel = mal & (prog == p)
-            d[f"called_share_{p}"] = float(c[sel].mean()) if sel.any() else np.nan
-        out[name] = d
-
-    q_cur = a.obs["csc_fdr"].to_numpy()[mal2]
-    calls("current", q_cur <= alpha, q_cur)
-    calls("pooled", res.qvalue <= alpha, res.qvalue)
-    out["pooled_summary"] = res.summary()
-    out["subpopulation"] = sub
-    # diagnostic (uses the truth): the same test on the malignant cells that run no planted program
-    none = prog[np.flatnonzero(mal2)] == "none"
-    out["subpopulation_unprogrammed_cells_only"] = subpopulation_test(obs_idx[none], ctrl[none])
-    for p in ["IFN", "IEG", "cycling"]:
-        keep = none | (prog[np.flatnonzero(mal2)] == p)
-        out[f"subpopulation_none_plus_{p}"] = subpopulation_test(obs_idx[keep], ctrl[keep])["subpop_pvalue"]
-    for k, v in out.items():
-        print(f"{k}: {v}")
+            r[f"called_share_{p}"] = float(c[sel].mean()) if sel.any() else np.nan
+        out[d] = r
+    out["calibration"] = dict(a.uns["cscniche"].get("calibration", {}))
+    summ = a.uns["cscniche"]["stemness_summary"].iloc[0]
+    out["covariate"] = {k: summ[k] for k in summ.index if k.startswith("covariate")}
+    out["csc_phenotype"] = a.uns["cscniche"].get("csc_phenotype")
+    out["adata"] = a
+    if verbose:
+        for k, v in out.items():
+            if k != "adata":
+                print(f"{k}: {v}")
     return out
 
 

@@ -101,14 +101,19 @@ def test_planted_population_recovered_and_fdp_controlled():
     auroc, fdp, power, _, a = run(seed=11, effect=2.5, dropout=0.2)
     assert auroc >= 0.95
     assert fdp <= 1.5 * ALPHA
-    assert power > 0.5  # measured 0.82 with the Pearson-residual index (0.2-0.3 with the log-mean index)
+    assert power > 0.5  # pooled null: measured 0.78 (FDP 0.012) with the Pearson-residual index
     p = a.obs.loc[~a.obs["planted"], "stemness_pvalue"].to_numpy()
-    assert 0.4 < np.median(p) < 0.65  # non-planted cells: p-values roughly uniform
+    # non-planted cells: conservative, never anti-conservative. The pooled null centres the scores on all
+    # malignant cells, planted ones included, so the others sit a little below the null (measured median 0.743)
+    assert 0.4 < np.median(p) < 0.85 and np.mean(p <= 0.1) <= 0.1
 
 
 def test_pearson_index_beats_log_mean_and_equal_weights_on_dropout():
-    """Why pearson + sqrt_size is the default: on the same data it separates the planted cells better than the
-    score_genes index, and Stouffer weighting beats giving the 4-gene set half the weight."""
+    """Pearson beats the score_genes index; with two sets whose genes all carry the same planted effect,
+    Stouffer (sqrt_size) weighting beats giving the 4-gene set half the weight. The default is nonetheless
+    ``equal`` (issue 15: the named markers weigh as a component in their own right): with the five tumour-intrinsic
+    sets, on the planted tumour of ``planted.py`` (markers and targets raised, the 106-gene CancerSEA set mostly
+    not), equal weights gave AUROC 0.987 and calibrated recall 0.670 vs 0.886 and 0.096 with sqrt_size."""
     best = run(seed=2, effect=2.0, dropout=0.3)[0]
     assert best > run(seed=2, effect=2.0, dropout=0.3, method="mean")[0] + 0.02
     assert best > run(seed=2, effect=2.0, dropout=0.3, weighting="equal")[0] + 0.01

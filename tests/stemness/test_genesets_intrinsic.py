@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 GMT = ROOT / "src/cscniche/data/genesets/csc_tumour_intrinsic.gmt"
-PROVENANCE = ROOT / "src/cscniche/data/genesets/PROVENANCE_tumour_intrinsic.md"
+PROVENANCE = ROOT / "src/cscniche/data/genesets/PROVENANCE.md"
 BUILD = ROOT / "benchmarks/build_genesets.py"
 
 INDEX = ["CSC_MARKERS_LIVER", "WNT_TARGETS", "NOTCH_TARGETS", "IL6_STAT3_TUMOUR", "CANCERSEA_STEMNESS"]

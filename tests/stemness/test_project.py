@@ -67,7 +67,7 @@ def test_projected_pca_is_the_sketchs_own(whole, tmp_path):
 
     adata, _ = whole
     model = proj.SketchModel(adata, read_gmt(GMT[0]), list(adata.uns["cscniche"]["stemness_sets"]),
-                             methods=["mean"], stemness_method="mean", rule="quantile")  # fmt: skip
+                             methods=["mean"], stemness_method="mean", definitions=["quantile"])  # fmt: skip
     np.testing.assert_allclose(model.project(adata.X), adata.obsm["X_pca"], rtol=1e-4, atol=1e-4)
 
 
@@ -79,9 +79,15 @@ def test_cells_outside_a_sketch_get_the_right_labels_and_stemness(demo_raw, tmp_
     n_qc = ondisk.shape(tmp_path / "qc.h5ad")[0]
     assert len(table) == n_qc and table["in_sketch"].sum() == 1200
     inside = table.set_index("cell_id").loc[sketch.obs_names]
-    for c in ["stemness", "stemness_pvalue", "pearson_NOTCH", "score_WNT_BETA_CATENIN", "ucell_CSC_MARKERS"]:
+    for c in ["stemness", "stemness_pvalue", "csc_fdr", "pearson_NOTCH", "score_WNT_BETA_CATENIN",
+              "ucell_CSC_MARKERS"]:  # fmt: skip
         np.testing.assert_allclose(inside[c].to_numpy(float), sketch.obs[c].to_numpy(float), rtol=1e-6,
                                    atol=1e-9, equal_nan=True, err_msg=c)  # fmt: skip
+    # sketch cells keep their own calls of every definition (issue 15 item 6)
+    defs = sketch.uns["cscniche"]["csc_definitions"]
+    assert defs == ["calibrated", "phenotype", "quantile"]
+    for c in ["csc", *[f"csc_{d}" for d in defs]]:
+        assert (inside[c].to_numpy(bool) == sketch.obs[c].to_numpy(bool)).all(), c
     out = table[~table["in_sketch"]].set_index("cell_id")
     truth = demo_raw.obs.loc[out.index]
     agree = (out["compartment"].astype(str) == truth["truth_compartment"].astype(str)).mean()
@@ -90,8 +96,11 @@ def test_cells_outside_a_sketch_get_the_right_labels_and_stemness(demo_raw, tmp_
     mal = out["malignant"].to_numpy(bool) & (truth["truth_compartment"] == "malignant").to_numpy()
     auc = roc_auc_score(truth["truth_stem"].to_numpy(bool)[mal], out["stemness"].to_numpy()[mal])
     recall = (out["csc"] & truth["truth_stem"]).sum() / truth["truth_stem"].sum()
-    print(f"stemness AUROC outside the sketch {auc:.4f}, CSC recall {recall:.3f}")
-    assert auc > 0.98 and recall > 0.8
+    fp = (out["csc"] & ~truth["truth_stem"]).sum() / max(out["csc"].sum(), 1)
+    print(f"stemness AUROC outside the sketch {auc:.4f}, CSC recall {recall:.3f}, false share {fp:.3f}")
+    assert auc > 0.98 and recall > 0.8 and fp < 0.2
+    for d in defs:
+        assert out[f"csc_{d}"].any() and not (out[f"csc_{d}"] & ~out["malignant"]).any(), d
     assert pd.api.types.is_bool_dtype(table["csc"]) and set(table["group"]) >= {"CSC", "nonCSC"}
 
 

@@ -48,10 +48,16 @@ def test_demo_outputs_follow_the_contract(demo_run):
     for s in ("demo_p1", "demo_p2"):
         cells = pd.read_csv(demo_run / f"results/{s}/cells.tsv.gz", sep="\t")
         assert CELL_COLUMNS <= set(cells.columns)
-        assert {f"score_{n}" for n in ("CSC_MARKERS", "WNT_BETA_CATENIN", "NOTCH", "IL6_JAK_STAT3")} <= set(
-            cells.columns
+        sets = (
+            "CSC_MARKERS",
+            "WNT_TARGETS",
+            "NOTCH_TARGETS",
+            "IL6_STAT3_TUMOUR",
+            "CANCERSEA_STEMNESS",
+            "DISSOCIATION_IEG",
         )
-        assert set(cells["compartment"]) <= {"malignant", "immune", "stromal", "other"}
+        assert {f"score_{n}" for n in sets} <= set(cells.columns)
+        assert set(cells["compartment"]) <= {"malignant", "candidate", "immune", "stromal", "other"}
         nb = pd.read_csv(demo_run / f"results/{s}/immune_neighbours.tsv", sep="\t")
         assert list(nb.columns[: len(NB_COLUMNS)]) == NB_COLUMNS or set(NB_COLUMNS) <= set(nb.columns)
         assert set(nb["neighbourhood"]) == {"knn", "spatial"}
@@ -61,6 +67,15 @@ def test_demo_outputs_follow_the_contract(demo_run):
 
         a = ad.read_h5ad(demo_run / f"results/{s}/scored.h5ad")
         assert {"stemness", "csc", "compartment"} <= set(a.obs.columns)
+        # CSC definitions side by side (issue 15): one bool column each, the first is csc
+        defs = list(a.uns["cscniche"]["csc_definitions"])
+        assert defs == ["calibrated", "phenotype", "quantile"]
+        assert (a.obs["csc"] == a.obs["csc_calibrated"]).all()
+        summary = pd.read_csv(demo_run / f"results/{s}/stemness_summary.tsv", sep="\t").iloc[0]
+        for d in defs:
+            assert summary[f"n_csc_{d}"] == a.obs[f"csc_{d}"].sum() > 0, (s, d)
+            assert not (a.obs[f"csc_{d}"] & ~a.obs["malignant"]).any()
+        assert summary["min_pvalue"] < 1e-5 and summary["subpop_pvalue"] < 0.01
         assert {"immune_neighbours", "checkpoints", "signature_coverage"} <= set(a.uns["cscniche"])
     cohort = pd.read_csv(demo_run / "results/cohort/cells.tsv.gz", sep="\t")
     assert set(cohort["sample"]) == {"demo_p1", "demo_p2"}
@@ -73,8 +88,8 @@ def test_demo_outputs_follow_the_contract(demo_run):
             "stemness",
             "stemness_pvalue",
             "csc_fdr",
-            "score_NOTCH",
-            "pearson_IL6_JAK_STAT3",
+            "score_NOTCH_TARGETS",
+            "pearson_IL6_STAT3_TUMOUR",
             "ucell_CSC_MARKERS",
         ]:
             pd.testing.assert_series_equal(every[c], cells[c], rtol=1e-6, check_names=False)

@@ -47,6 +47,7 @@ rule score:
         scoring=config["scoring"],
         csc=config["csc"],
         seed=config["seed"],
+        tumour_type=lambda wc: sample_row(wc).get("tumour_type", ""),
     script:
         "../scripts/score.py"
 

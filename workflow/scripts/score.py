@@ -1,4 +1,4 @@
-"""Thin adapter: signature scores, potency, stemness index and calibrated CSC call (cscniche.stemness.score)."""
+"""Thin adapter: signature scores, potency, stemness index, marker phenotypes and CSC definitions (cscniche.stemness.score)."""
 
 import sys
 from pathlib import Path
@@ -18,6 +18,7 @@ with step(snakemake):
         scoring=section(snakemake, "scoring", gene_sets=list(snakemake.input.gene_sets)),
         csc=section(snakemake, "csc"),
         seed=snakemake.params.seed,
+        tumour_type=snakemake.params.tumour_type or None,
     )
     coverage.to_csv(snakemake.output.coverage, sep="\t", index=False)
     info = adata.uns["cscniche"]

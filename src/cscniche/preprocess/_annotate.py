@@ -15,7 +15,9 @@ from .._resources import resolve
 
 log = logging.getLogger(__name__)
 
-COMPARTMENTS = ("malignant", "immune", "stromal", "other")
+#: ``candidate``: parenchymal/epithelial labels (Epithelial, Hepatocytes, Ductal, Luminal, Basal...) whose
+#: cells the CNV step may call malignant (:mod:`cscniche.preprocess.candidates`)
+COMPARTMENTS = ("malignant", "candidate", "immune", "stromal", "other")
 
 
 def read_markers(path: str | Path) -> pd.DataFrame:
@@ -32,9 +34,15 @@ def read_markers(path: str | Path) -> pd.DataFrame:
 
 
 def read_compartment_rules(path: str | Path) -> list[tuple[re.Pattern, str]]:
-    """Read ordered (regex, compartment) rules from a two-column TSV (``pattern``, ``compartment``)."""
+    """Read ordered (regex, compartment) rules from a two-column TSV (``pattern``, ``compartment``).
+
+    Compartments: ``malignant``, ``candidate`` (CNV decides), ``immune``, ``stromal``, ``other``. The default
+    table is ``cscniche:compartments_anchored.tsv`` (whole-word rules)."""
     path = resolve(path)
     df = pd.read_csv(path, sep="\t", comment="#", dtype=str)
+    missing = {"pattern", "compartment"} - set(df.columns)
+    if missing:
+        raise ValueError(f"compartment rules {path} lack columns {sorted(missing)}")
     rules = []
     for pat, comp in zip(df["pattern"], df["compartment"], strict=True):
         if comp not in COMPARTMENTS:

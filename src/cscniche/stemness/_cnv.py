@@ -2,8 +2,15 @@
 
 Rule (also in the README): a cell is **malignant** when
 
-1. its lineage compartment allows it (``obs['compartment']`` in ``candidate_compartments``, default
-   ``malignant``: author labels or marker-based epithelial/hepatocyte-like clusters), and
+1. it is a candidate (:func:`cscniche.preprocess.candidates.choose_candidates`): its lineage compartment is in
+   ``candidate_compartments`` (default ``malignant`` and ``candidate``: author labels such as "Cancer
+   Epithelial", or parenchymal labels such as "Epithelial", "Hepatocytes", "Ductal" that the anchored compartment
+   rules call ``candidate``); when no label of the sample names a candidate, the CNV-high cells that are
+   neither immune nor stromal become the candidates if they form a population (with ``candidate_warning`` in
+   the table and the summary). With ``candidate_policy='malignant_first'`` (default) a sample whose labels name
+   cancer cells (compartment ``malignant``, e.g. "Cancer clone A") keeps only those as candidates: the authors
+   have told tumour from normal epithelium, and their "Ductal"/"Epithelial" cells are the normal tissue
+   (``'all'``: both), and
 2. its CNV score is above the sample's threshold.
 
 The CNV profile of each cell is inferred with :func:`infercnvpy.tl.infercnv` on the log-normalised
@@ -14,6 +21,10 @@ other cell. A cell's CNV score is the mean squared CNV value over the genome win
 and its expression kNN neighbours (``obsp['distances']``; smoothing reduces per-cell noise); the threshold is
 the ``quantile`` (default 0.99) of the held-out reference cells' scores, so about 1 % of normal cells would
 pass it. The threshold is learnt per sample.
+
+The final call has precision 1 against the labels by construction (malignant = candidate and CNV-high), so the
+table quotes the CNV-only agreement (``cnv_only_precision``/``recall``/``f1``: CNV-high cells, whatever their
+label, against the label candidates) as the measure of the CNV step.
 """
 
 from __future__ import annotations
@@ -204,8 +215,16 @@ def call_malignant(
     quantile, min_reference_cells = params.quantile, params.min_reference_cells
     window_size, step, smooth = params.window_size, params.step, params.smooth
     info = adata.uns.setdefault("cscniche", {})
+    from ..preprocess.candidates import choose_candidates
+
     comp = adata.obs["compartment"].astype(str).to_numpy()
-    candidate = np.isin(comp, list(candidate_compartments))
+    if params.candidate_policy == "malignant_first" and (comp == "malignant").any():
+        # the authors named the cancer cells: their parenchymal/epithelial labels are the normal tissue
+        candidate_compartments = [c for c in candidate_compartments if c != "candidate"]
+    elif params.candidate_policy not in ("malignant_first", "all"):
+        raise ValueError(f"cnv.candidate_policy must be 'malignant_first' or 'all', not {params.candidate_policy!r}")
+    by_label = np.isin(comp, list(candidate_compartments))
+    candidate = by_label
     ref = np.isin(comp, list(reference_compartments))
     n_pos = annotate_positions(adata, positions, min_genes=params.min_genes_with_position, sample=sample)
     row = {
@@ -226,6 +245,11 @@ def call_malignant(
         adata.obs["cnv_score"] = np.nan
         adata.obs["cnv_high"] = False
         adata.obs["cnv_reference"] = np.where(ref, "baseline", "no")
+        chosen = choose_candidates(
+            comp, None, candidate_compartments=candidate_compartments,
+            reference_compartments=reference_compartments, sample=sample,
+        )  # fmt: skip
+        candidate = chosen.candidate
         malignant = candidate
         row.update(threshold=np.nan, rule="compartment only (too few reference cells)")
     else:
@@ -244,6 +268,11 @@ def call_malignant(
         null = score[held_out] if held_out.sum() >= 5 else score[baseline]
         thr = float(np.quantile(null, quantile))
         high = score > thr
+        chosen = choose_candidates(
+            comp, score, threshold=thr, candidate_compartments=candidate_compartments,
+            reference_compartments=reference_compartments, sample=sample,
+        )  # fmt: skip
+        candidate = chosen.candidate
         malignant = candidate & high
         adata.obs["cnv_score"] = score
         adata.obs["cnv_high"] = high
@@ -257,11 +286,16 @@ def call_malignant(
             held_out_pass_fraction=float(high[held_out].mean()) if held_out.any() else np.nan,
         )
     adata.obs["malignant"] = malignant
+    row["n_candidate"] = int(candidate.sum())
+    row["candidate_rule"] = chosen.rule
+    row["candidate_warning"] = chosen.warning or ""
+    if chosen.warning:
+        log.warning("%s", chosen.warning)
     row["n_malignant"] = int(malignant.sum())
     row["n_candidate_rejected"] = int((candidate & ~malignant).sum())
     src = adata.obs["cell_type_source"].astype(str).iloc[0] if "cell_type_source" in adata.obs and adata.n_obs else ""
     row["labels"] = src
-    author = candidate  # the lineage labels' own malignant set (author or marker-based)
+    author = by_label  # the lineage labels' own malignant/candidate set (author or marker-based)
     row.update(_agreement(malignant, author, prefix=""))
     if "cnv_score" in adata.obs and adata.obs["cnv_high"].any():
         row.update(_agreement(adata.obs["cnv_high"].to_numpy(dtype=bool), author, prefix="cnv_only_"))

@@ -12,12 +12,16 @@ QC-passed cell, in blocks of rows, through the sketch's fitted quantities:
 * signature scores of every method from the cell's own counts: the same control genes (mean), the same gene
   shares and clip (Pearson residuals); UCell and AUCell are per-cell by construction;
 * ``stemness_<method>`` and ``stemness``: standardised with the sketch's malignant cells' means and SDs;
-* CSC: ``quantile`` rule, the sketch's threshold; ``fdr`` rule, the empirical p-value against the same
-  expression-matched random gene sets, in the scale of the sketch's malignant cells
-  (:func:`cscniche.stemness.kernels._methods.random_set_pvalues` with ``null``), then BH over all malignant cells.
+* CSC, per definition (``csc_<name>``; ``csc``/``group`` for the first): ``quantile``, the sketch's threshold;
+  ``calibrated``, the cell's index and random-set indices in the scale of the sketch's malignant cells
+  (:func:`cscniche.stemness.kernels._methods.random_set_pvalues` with ``null``) normalised and tested against the
+  sketch's pooled null (:func:`cscniche.stemness.pooled_null.apply_null`), then BH over all malignant cells;
+  ``phenotype`` (and each phenotype column), the majority of the cell's nearest sketch cells (positivity is a
+  property of the transcriptomic neighbourhood).
 
-A sketch cell thus gets back exactly its own scores, index and p-value (tested); with no sketch (every cell
-analysed) the table repeats the analysed values. The niche, checkpoint and crosstalk tables stay on the sketch.
+A sketch cell gets back exactly its own scores, index, p-value, ``csc_fdr`` and calls (tested); a cell outside
+the sketch gets a q from BH over every malignant cell of the sample. With no sketch (every cell analysed) the
+table repeats the analysed values. The niche, checkpoint and crosstalk tables stay on the sketch.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sklearn.neighbors import NearestNeighbors
 from ..load import _ondisk as ondisk
 from ..preprocess import _embed as _pp
 from . import _score as _sc
+from . import pooled_null as _pn
 from .kernels import _methods as _m
 from .kernels import pearson as _pr
 
@@ -97,14 +102,14 @@ class SketchModel:
         ucell_max_rank: int = 1500,
         aucell_n_up: int | None = None,
         n_neighbors: int = 15,
-        rule: str = "fdr",
+        definitions: tuple[str, ...] | list[str] = ("calibrated", "phenotype", "quantile"),
         n_random_sets: int = 1000,
         seed: int = 0,
     ):
         self.var_names = sketch.var_names
         self.methods = list(dict.fromkeys([*methods, stemness_method]))
         self.stemness_method, self.stemness_sets = stemness_method, list(stemness_sets)
-        self.rule, self.n_random, self.seed = rule, n_random_sets, seed
+        self.definitions, self.n_random, self.seed = list(definitions), n_random_sets, seed
         idx = _sc._present_indices(sketch.var_names, gene_sets)
         self.set_names = list(idx)
         self.sets = [idx[n] for n in self.set_names]
@@ -126,9 +131,11 @@ class SketchModel:
         self.pca = np.asarray(sketch.obsm["X_pca"], dtype=np.float64)
         self.neighbours = SketchNeighbours(self.pca, n_neighbors, seed=seed)
         obs = sketch.obs
+        self.phenotypes = [c for c in info.get("phenotypes", []) if c in obs]
+        self.phenotype = info.get("csc_phenotype", "")
         self.labels = {}
-        for key in LABELS:
-            values = obs[key].astype(str) if key != "malignant" else obs[key].astype(bool)
+        for key in [*LABELS, *self.phenotypes]:
+            values = obs[key].astype(bool) if key == "malignant" or key in self.phenotypes else obs[key].astype(str)
             codes, uniques = pd.factorize(values, sort=True)
             self.labels[key] = (codes, uniques)
         mal = obs["malignant"].to_numpy(dtype=bool)
@@ -142,14 +149,17 @@ class SketchModel:
             sd[~(sd > 0)] = 1.0
             self.standard[m] = (v.mean(axis=0), sd)
         self.threshold = info.get("csc_threshold")
-        self.null = None
-        if rule == "fdr" and mal.sum() >= 3:
+        self.null = self.pooled = None
+        if "calibrated" in self.definitions and mal.sum() >= 3:
             self.bins = _m.expression_bins(_m.gene_means(sketch.X), 25)
             stem_idx = _sc._present_indices(sketch.var_names, {k: gene_sets[k] for k in self.stemness_sets})
             self.stem_sets = [stem_idx[k] for k in self.stemness_sets]
             scores = self.scores(sketch.X[mal], sketch.layers["counts"][mal])
             observed = np.column_stack([scores[f"{_sc.METHODS[stemness_method]}_{k}"] for k in self.stemness_sets])
-            _, self.null = self._pvalues(sketch.X[mal], sketch.layers["counts"][mal], observed, fit=True)
+            _, self.null, obs_index, ctrl_index = self._pvalues(
+                sketch.X[mal], sketch.layers["counts"][mal], observed, fit=True
+            )
+            self.pooled = _pn.fit_null(obs_index, ctrl_index)
 
     def scores(self, x: sparse.csr_matrix, counts: sparse.csr_matrix) -> dict[str, np.ndarray]:
         """Every method's score of every set for these cells (log-normalised ``x``, raw ``counts``)."""
@@ -193,7 +203,7 @@ class SketchModel:
             raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
         return _m.random_set_pvalues(
             T, self.stem_sets, observed, self.bins, n_random=self.n_random, offsets=offsets, seed=self.seed,
-            means=means, weights=self.weights, null=None if fit else self.null, return_null=True,
+            means=means, weights=self.weights, null=None if fit else self.null, return_null=True, return_indices=True,
         )  # fmt: skip
 
     def vote(self, pca: np.ndarray) -> dict[str, np.ndarray]:
@@ -241,9 +251,10 @@ def project_cells(
         own = where[start:stop]
         block["in_sketch"] = own >= 0
         labels = model.vote(model.project(x))
-        for key in LABELS:
-            values = labels[key].astype(bool) if key == "malignant" else labels[key].astype(object)
-            if key != "malignant":
+        for key in [*LABELS, *model.phenotypes]:
+            flag = key == "malignant" or key in model.phenotypes
+            values = labels[key].astype(bool) if flag else labels[key].astype(object)
+            if not flag:
                 values[own >= 0] = sketch.obs[key].astype(str).to_numpy()[own[own >= 0]]
             else:
                 values[own >= 0] = sketch.obs[key].to_numpy(dtype=bool)[own[own >= 0]]
@@ -265,25 +276,45 @@ def project_cells(
             block[f"expr_{g}"] = x[:, i].toarray().ravel().astype(np.float64)
         p = np.full(len(block), np.nan)
         mal = block["malignant"].to_numpy(dtype=bool)
-        if model.null is not None and mal.any():
+        if model.pooled is not None and mal.any():
             prefix = _sc.METHODS[model.stemness_method]
             observed = block.loc[mal, [f"{prefix}_{k}" for k in model.stemness_sets]].to_numpy(dtype=np.float64)
-            p[mal], _ = model._pvalues(x[mal], counts[mal], observed)
+            _, _, obs_index, ctrl_index = model._pvalues(x[mal], counts[mal], observed)
+            _, p[mal] = _pn.apply_null(obs_index, ctrl_index, model.pooled)
         pvals.append(p)
         parts.append(block)
         log.info("projected cells %d-%d", start, stop)
     table = pd.concat(parts)
     mal = table["malignant"].to_numpy(dtype=bool)
-    if model.rule == "fdr":
+    in_sketch = table["in_sketch"].to_numpy(dtype=bool)
+    pos = where[where >= 0]
+    sk = sketch.obs.iloc[pos]
+    calls = {}
+    if "calibrated" in model.definitions:
         p = np.concatenate(pvals)
         q = np.full(len(table), np.nan)
-        if model.null is not None:
+        if model.pooled is not None:
             q[mal] = _m.bh_fdr(p[mal])
+        # sketch cells keep their own p, q and call (the analysis of the sketch is the one reported)
+        for col, arr in (("stemness_pvalue", p), ("csc_fdr", q)):
+            if col in sk:
+                arr[in_sketch] = sk[col].to_numpy(dtype=np.float64)
         table["stemness_pvalue"], table["csc_fdr"] = p, q
-        csc = mal & (np.nan_to_num(q, nan=1.0) <= alpha)
-    else:
+        calls["calibrated"] = mal & (np.nan_to_num(q, nan=1.0) <= alpha)
+    if "quantile" in model.definitions:
         thr = model.threshold
-        csc = mal & (table["stemness"].to_numpy() >= thr) if thr is not None else np.zeros(len(table), dtype=bool)
+        calls["quantile"] = (
+            mal & (table["stemness"].to_numpy() >= thr) if thr is not None else np.zeros(len(table), dtype=bool)
+        )
+    if "phenotype" in model.definitions:
+        ph = model.phenotype
+        calls["phenotype"] = mal & table[ph].to_numpy(dtype=bool) if ph in table else np.zeros(len(table), bool)
+    for d in model.definitions:
+        c = calls[d]
+        if f"csc_{d}" in sk:
+            c[in_sketch] = sk[f"csc_{d}"].to_numpy(dtype=bool)
+        table[f"csc_{d}"] = c
+    csc = table[f"csc_{model.definitions[0]}"].to_numpy(dtype=bool)
     table["csc"] = csc
     table["group"] = np.where(csc, "CSC", np.where(mal, "nonCSC", table["cell_type"].astype(str)))
     table.index.name = "cell_id"

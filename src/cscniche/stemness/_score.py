@@ -311,18 +311,32 @@ def calibrate_stemness(
     weighting: str = "equal",
     weights: np.ndarray | None = None,
     seed: int = 0,
-) -> None:
-    """``obs['stemness_pvalue']`` and ``obs['csc_fdr']`` (BH within the sample) for the malignant cells.
+    alpha: float = 0.1,
+) -> dict:
+    """``obs['stemness_pvalue']``, ``obs['csc_fdr']`` (BH over the malignant cells) and ``obs['stemness_z']``
+    (the cell's normalised score) from the pooled random-set null.
 
     The combined index of ``method`` (mean: ``score_<set>``, ucell: ``ucell_<set>``, pearson:
-    ``pearson_<set>``) is compared with the same
-    index computed from ``n_random`` draws of random gene sets matched to the signature genes by expression
-    bin (see :func:`cscniche.stemness.kernels._methods.random_set_pvalues`); the sets are weighted by ``weights`` (those of the
-    index), else by ``weighting`` as in :func:`index_weights`. Non-malignant cells get NaN.
+    ``pearson_<set>``) is computed for the signature and for ``n_random`` draws of random gene sets matched to
+    the signature genes by expression bin (:func:`cscniche.stemness.kernels._methods.random_set_pvalues`); the
+    sets are weighted by ``weights`` (those of the index), else by ``weighting`` as in :func:`index_weights`.
+    The p-value is then scDRS's (Zhang et al., Nat Genet 2022): each cell's index normalised by its own control
+    indices, compared with the *pooled* normalised control indices of all malignant cells (the background,
+    chosen on purpose: the null describes the tumour cells), so p can reach ``1 / (n_malignant * n_random + 1)``
+    instead of ``1 / (n_random + 1)`` (:func:`cscniche.stemness.pooled_null.pooled_null`). Non-malignant cells
+    get NaN.
+
+    Returns the calibration summary (``min_pvalue``, ``bh_floor``, ``min_qvalue``, ``n_called`` at ``alpha``,
+    and the sample-level subpopulation test ``subpop_*``, :func:`cscniche.stemness.pooled_null.subpopulation_test`),
+    also kept in ``uns['cscniche']['calibration']``; empty with fewer than 3 malignant cells.
     """
+    from . import pooled_null as _pn
+
     mal = adata.obs["malignant"].to_numpy(dtype=bool)
     p = np.full(adata.n_obs, np.nan)
     q = np.full(adata.n_obs, np.nan)
+    z = np.full(adata.n_obs, np.nan)
+    summary: dict = {}
     if mal.sum() >= 3:
         idx = _present_indices(adata.var_names, {k: gene_sets[k] for k in stemness_sets})
         sets = [idx[k] for k in stemness_sets]
@@ -348,13 +362,19 @@ def calibrate_stemness(
 
         else:
             raise ValueError(f"empirical p-values are implemented for 'mean', 'ucell' and 'pearson', not {method!r}")
-        p[mal] = _m.random_set_pvalues(
+        _, obs_index, ctrl_index = _m.random_set_pvalues(
             T, sets, observed, bins, n_random=n_random, offsets=offsets, seed=seed, means=means,
             weights=index_weights(adata.var_names, gene_sets, stemness_sets, weighting) if weights is None else weights,
+            return_indices=True,
         )  # fmt: skip
-        q[mal] = _m.bh_fdr(p[mal])
+        res = _pn.pooled_null(obs_index, ctrl_index, alpha=alpha)
+        p[mal], q[mal], z[mal] = res.pvalue, res.qvalue, res.norm_score
+        summary = {**res.summary(), **_pn.subpopulation_test(obs_index, ctrl_index)}
     adata.obs["stemness_pvalue"] = p
     adata.obs["csc_fdr"] = q
+    adata.obs["stemness_z"] = z
+    adata.uns.setdefault("cscniche", {})["calibration"] = summary
+    return summary
 
 
 def potency(adata: ad.AnnData, *, weights: pd.Series | None = None, n_top: int = 200) -> list[str]:
@@ -403,8 +423,24 @@ def add_residuals(adata: ad.AnnData, columns: list[str]) -> list[str]:
     return out
 
 
-def stemness_summary(adata: ad.AnnData, *, sample: str, markers=CSC_MARKERS, indices: list[str] = ()) -> pd.DataFrame:
-    """One row: n malignant, n CSC, fraction, marker detection among CSC vs non-CSC, method agreement.
+def stemness_summary(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    markers=CSC_MARKERS,
+    indices: list[str] = (),
+    covariates: list[str] = (),
+    prefix: str = "pearson",
+    max_covariate_rho: float = 0.5,
+) -> pd.DataFrame:
+    """One row: n malignant, n CSC (primary definition and each of ``uns['cscniche']['csc_definitions']``),
+    the pooled null's resolution (``min_pvalue``, ``bh_floor``, ``min_qvalue``) and the sample-level
+    subpopulation test (``subpop_pvalue``...), phenotype counts among malignant cells (``n_<phenotype>``),
+    marker detection (count > 0) among CSC vs the other malignant cells for the primary call
+    (``detected_<g>_csc``/``_noncsc``) and each definition (``detected_<g>_csc_<def>``/``_rest_<def>``), and the
+    covariate check: ``covariate_rho_<set>``, the Spearman correlation of stemness with each covariate set's
+    score (``<prefix>_<set>``) over the malignant cells, and ``covariate_check`` (``ok`` or the sets with
+    |rho| > ``max_covariate_rho``, with a warning).
 
     ``spearman_<a>__<b>`` is the Spearman correlation of two stemness indices over the malignant cells.
     """
@@ -421,11 +457,43 @@ def stemness_summary(adata: ad.AnnData, *, sample: str, markers=CSC_MARKERS, ind
         "n_csc": int(csc.sum()),
         "csc_fraction": float(csc.sum() / mal.sum()) if mal.sum() else np.nan,
         "csc_rule": info.get("csc_rule", ""),
+        "marker_panel": info.get("marker_panel", ""),
+        "csc_phenotype": info.get("csc_phenotype", ""),
     }
+    definitions = list(info.get("csc_definitions", []))
+    for d in definitions:
+        row[f"n_csc_{d}"] = int(obs[f"csc_{d}"].to_numpy(dtype=bool).sum())
+    cal = dict(info.get("calibration", {}))
+    for k in ("min_pvalue", "bh_floor", "min_cells_callable", "min_qvalue", "n_background", "n_ctrl"):
+        row[k] = cal.get(k, np.nan)
+    for k in ("subpop_pvalue", "subpop_z", "subpop_observed", "subpop_null_mean"):
+        row[k] = cal.get(k, np.nan)
+    for ph in info.get("phenotypes", []):
+        if ph in obs:
+            row[f"n_{ph}"] = int((obs[ph].to_numpy(dtype=bool) & mal).sum())
     for g in markers:
         col = f"detected_{g}"
         for name, m in (("csc", csc), ("noncsc", mal & ~csc)):
             row[f"{col}_{name}"] = float(obs[col].to_numpy()[m].mean()) if col in obs and m.any() else np.nan
+        for d in definitions:
+            c = obs[f"csc_{d}"].to_numpy(dtype=bool)
+            for name, m in ((f"csc_{d}", c), (f"rest_{d}", mal & ~c)):
+                row[f"{col}_{name}"] = float(obs[col].to_numpy()[m].mean()) if col in obs and m.any() else np.nan
+    flagged = []
+    for c in covariates:
+        col = f"{prefix}_{c}"
+        rho = np.nan
+        if col in obs and mal.sum() > 2:
+            x, y = obs["stemness"].to_numpy()[mal], obs[col].to_numpy()[mal]
+            ok = np.isfinite(x) & np.isfinite(y)
+            rho = float(spearmanr(x[ok], y[ok])[0]) if ok.sum() > 2 else np.nan
+        row[f"covariate_rho_{c}"] = rho
+        if np.isfinite(rho) and abs(rho) > max_covariate_rho:
+            flagged.append(f"{c} (rho {rho:.2f})")
+    if covariates:
+        row["covariate_check"] = "ok" if not flagged else "stemness follows " + ", ".join(flagged)
+        if flagged:
+            log.warning("sample %s: the stemness index follows covariate programs: %s", sample, ", ".join(flagged))
     indices = [c for c in indices if c in obs]
     for i, a in enumerate(indices):
         for b in indices[i + 1 :]:
@@ -433,6 +501,11 @@ def stemness_summary(adata: ad.AnnData, *, sample: str, markers=CSC_MARKERS, ind
             ok = np.isfinite(x) & np.isfinite(y)
             rho = spearmanr(x[ok], y[ok])[0] if ok.sum() > 2 else np.nan
             row[f"spearman_{a}__{b}"] = float(rho)
+    row["index_sets"] = ",".join(info.get("stemness_sets", []))
+    row["sets_dropped"] = ",".join(info.get("sets_dropped", []))
+    cnv = info.get("cnv")
+    if isinstance(cnv, pd.DataFrame) and "candidate_warning" in cnv and len(cnv):
+        row["candidate_warning"] = str(cnv["candidate_warning"].iloc[0])
     return pd.DataFrame([row])
 
 

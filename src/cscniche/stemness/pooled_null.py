@@ -39,7 +39,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-__all__ = ["PooledNull", "pooled_null", "normalise_scores", "pooled_pvalues", "subpopulation_test", "bh_fdr"]
+__all__ = [
+    "PooledNull",
+    "pooled_null",
+    "normalise_scores",
+    "pooled_pvalues",
+    "subpopulation_test",
+    "bh_fdr",
+    "NullFit",
+    "fit_null",
+    "apply_null",
+]
 
 
 def bh_fdr(p: np.ndarray) -> np.ndarray:
@@ -242,3 +252,56 @@ def subpopulation_test(
         "subpop_pvalue": float((1.0 + np.sum(null >= obs)) / (1.0 + null.size)),
         "subpop_n_ctrl": int(null.size),
     }
+
+
+@dataclass(frozen=True)
+class NullFit:
+    """What scoring *other* cells against a fitted pooled null needs (:func:`fit_null`, :func:`apply_null`):
+    the background means of the first and second alignments and the sorted pooled null (thinned to at most
+    ``max_null`` evenly spaced order statistics)."""
+
+    obs_mean1: float
+    ctrl_mean1: np.ndarray
+    obs_mean3: float
+    null_sorted: np.ndarray = field(repr=False)
+    n_pooled: int
+    var_ratio: np.ndarray | None = None
+
+
+def fit_null(observed, controls, background=None, *, var_ratio=None, max_null: int = 20_000_000) -> NullFit:
+    """The alignment constants and the pooled null of :func:`pooled_null` on these cells, so that cells not in
+    them (e.g. cells outside an analysed sketch) are normalised and tested exactly as a member cell would be
+    (:func:`apply_null`). Above ``max_null`` pooled values the null is thinned to that many evenly spaced order
+    statistics (the resolution of p is then ``1 / max_null``)."""
+    obs = np.asarray(observed, dtype=np.float64).ravel()
+    ctrl = np.asarray(controls, dtype=np.float64)
+    bg = _background(obs.size, background)
+    norm, nctrl = normalise_scores(obs, ctrl, bg, var_ratio=var_ratio)
+    m1c = ctrl[bg].mean(axis=0)
+    m1o = float(obs[bg].mean())
+    # the second alignment's observed mean, recomputed from the first-step values
+    raw = _cellwise(obs - m1o, ctrl - m1c, var_ratio)
+    null = np.sort(nctrl[bg].ravel())
+    if null.size > max_null:
+        null = null[np.linspace(0, null.size - 1, max_null).round().astype(np.int64)]
+    return NullFit(m1o, m1c, float(raw[bg].mean()), null, int(bg.sum() * ctrl.shape[1]), var_ratio)
+
+
+def _cellwise(obs: np.ndarray, ctrl: np.ndarray, var_ratio) -> np.ndarray:
+    """Step 2 of the rule on first-aligned scores: the observed score in units of the cell's control scores."""
+    if var_ratio is not None:
+        ctrl = ctrl / np.sqrt(np.asarray(var_ratio, dtype=np.float64))
+    mu = ctrl.mean(axis=1)
+    sd = ctrl.std(axis=1)
+    sd[~(sd > 0)] = 1.0
+    return (obs - mu) / sd
+
+
+def apply_null(observed, controls, fit: NullFit) -> tuple[np.ndarray, np.ndarray]:
+    """``(norm_score, pvalue)`` of cells against a :class:`NullFit` (any cells, any number)."""
+    obs = np.asarray(observed, dtype=np.float64).ravel()
+    ctrl = np.asarray(controls, dtype=np.float64)
+    norm = _cellwise(obs - fit.obs_mean1, ctrl - fit.ctrl_mean1, fit.var_ratio) - fit.obs_mean3
+    pos = np.searchsorted(fit.null_sorted, norm, side="left")
+    n = fit.null_sorted.size
+    return norm, (n - pos + 1.0) / (n + 1.0)

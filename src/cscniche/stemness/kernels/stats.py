@@ -106,6 +106,7 @@ def random_set_pvalues(
     weights: np.ndarray | None = None,
     null: dict | None = None,
     return_null: bool = False,
+    return_indices: bool = False,
 ):
     """Empirical p-value per cell of a combined signature index against expression-matched random gene sets.
 
@@ -126,6 +127,9 @@ def random_set_pvalues(
     ``null`` with the same sets, bins, ``n_random`` and ``seed``, they score other cells against these cells'
     scale (the same random sets are drawn), so cells of a large sample can be tested block by block and get the
     p-values they would have as members of the cells the null was fitted on.
+
+    ``return_indices=True`` appends the observed index (cells) and the random-set indices (cells x ``n_random``)
+    to the returned tuple: the inputs of the pooled null (:mod:`cscniche.stemness.pooled_null`).
     """
     rng = np.random.default_rng(seed)
     n, k = observed.shape
@@ -153,6 +157,7 @@ def random_set_pvalues(
             return set_means(T, cols)
 
     exceed = np.zeros(n)
+    ctrl = np.empty((n, n_random)) if return_indices else None
     for b0 in range(0, n_random, block):
         b1 = min(n_random, b0 + block)
         cols = [draws[j][b] for b in range(b0, b1) for j in range(k)]  # draw-major, set-minor
@@ -160,6 +165,12 @@ def random_set_pvalues(
         if offsets is not None:
             m = m - np.asarray(offsets)[:, None, :]
         for b in range(b1 - b0):
-            exceed += z2(m[:, b, :], 1 + b0 + b) >= obs - 1e-12
+            z = z2(m[:, b, :], 1 + b0 + b)
+            exceed += z >= obs - 1e-12
+            if ctrl is not None:
+                ctrl[:, b0 + b] = z
     p = (1.0 + exceed) / (1.0 + n_random)
-    return (p, null) if return_null else p
+    out = (p, null) if return_null else (p,)
+    if return_indices:
+        out = (*out, obs, ctrl)
+    return out if len(out) > 1 else out[0]
