@@ -59,9 +59,12 @@ def test_caption_renders_without_docutils_messages(caption, variant):
 def test_captions_describe_the_rule_and_thresholds_that_ran():
     umap = ROOT / "workflow/report/umap.rst"
     fdr = render(umap, VARIANTS["shipped"])
-    assert "csc.rule: fdr" in fdr and "FDR of at most 0.1" in fdr and "quantile of the sample" not in fdr
+    assert "definition <tt" in fdr and "FDR of at most 0.1" in fdr and "quantile of the sample" not in fdr
+    assert "calibrated, phenotype, quantile" in fdr
     q = render(umap, VARIANTS["quantile"])
-    assert "0.8 quantile" in q and "csc.rule: quantile" in q and "random gene sets" not in q
+    assert "0.8 quantile" in q and "random gene sets" not in q
+    pheno = render(umap, _variant(csc__definitions=["phenotype", "calibrated"], csc__phenotype="CD44+THY1+"))
+    assert "marker phenotype CD44+THY1+" in pheno and "random gene sets" not in pheno
     comp = ROOT / "workflow/report/cohort_composition.rst"
     assert "close to" not in render(comp, VARIANTS["shipped"]) and "close to 20 %" in render(comp, VARIANTS["quantile"])
     qc = ROOT / "workflow/report/qc_cells.rst"
