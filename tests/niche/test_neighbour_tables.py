@@ -53,6 +53,7 @@ def test_knn_rows_say_transcriptional_and_use_label_permutation(demo_table):
 def test_without_definitions_the_primary_call_is_used(demo_processed):
     a = demo_processed.copy()
     a.obsm.pop("spatial")
+    a.uns["cscniche"] = {k: v for k, v in a.uns["cscniche"].items() if k != "csc_definitions"}  # an older file
     df = cn.niche.neighbours(a, sample="demo", neighbours=cn.NeighboursParams(n_permutations=50))
     assert set(df.definition) == {"primary", "continuous"} and set(df.neighbourhood) == {"knn"}
 
@@ -110,3 +111,17 @@ def test_rank_correlation_of_identity_draw_is_spearman():
     ry = np.column_stack([rankdata(c) for c in y.T]) - 100.5
     rho = _continuous._rho_draws(rs, ry, np.arange(200)[None, :])[0]
     assert rho == pytest.approx([spearmanr(s, y[:, j]).statistic for j in range(2)])
+
+
+def test_definitions_survive_the_h5ad_round_trip(demo_defs, tmp_path):
+    """uns lists come back from .h5ad as arrays (the CosMx run failed on `array or []` before this test)."""
+    import anndata as ad
+
+    from cscniche.niche._definitions import csc_definitions
+
+    demo_defs.write_h5ad(tmp_path / "s.h5ad")
+    back = ad.read_h5ad(tmp_path / "s.h5ad")
+    assert isinstance(back.uns["cscniche"]["csc_definitions"], np.ndarray)
+    assert [n for n, _ in csc_definitions(back)] == ["calibrated", "quantile"]
+    df = cn.niche.niche_checkpoints(back, sample="demo")
+    assert set(df.definition) >= {"calibrated", "quantile"}

@@ -30,6 +30,12 @@ def malignant_mask(adata: ad.AnnData) -> np.ndarray:
     return obs["compartment"].astype(str).to_numpy() == "malignant"
 
 
+def definition_names(adata: ad.AnnData) -> list[str]:
+    """``uns['cscniche']['csc_definitions']`` as a list of str (an array once read back from .h5ad); [] if unset."""
+    listed = adata.uns.get("cscniche", {}).get("csc_definitions")
+    return [] if listed is None else [str(n) for n in np.atleast_1d(listed)]
+
+
 def csc_definitions(adata: ad.AnnData) -> list[tuple[str, np.ndarray]]:
     """``(name, csc flag per cell)`` per CSC definition, the primary one first; flags are False off malignant cells.
 
@@ -37,7 +43,7 @@ def csc_definitions(adata: ad.AnnData) -> list[tuple[str, np.ndarray]]:
     definition, ``[('primary', obs['csc'])]``.
     """
     mal = malignant_mask(adata)
-    names = list(adata.uns.get("cscniche", {}).get("csc_definitions", []) or [])
+    names = definition_names(adata)
     out = []
     for name in map(str, names):
         col = f"csc_{name}"

@@ -460,7 +460,9 @@ def cells_table(adata: ad.AnnData) -> pd.DataFrame:
               "csc_fdr", "csc", "group"]:  # fmt: skip
         if c in obs or c in ("malignant", "stemness", "csc", "group"):
             df[c] = obs[c].to_numpy()
-    for name in adata.uns.get("cscniche", {}).get("csc_definitions", []) or []:  # one CSC flag per definition
+    from ._definitions import definition_names
+
+    for name in definition_names(adata):  # one CSC flag per definition
         c = f"csc_{name}"
         if c in obs and c not in df:
             df[c] = obs[c].to_numpy(dtype=bool)
