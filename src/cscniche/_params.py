@@ -108,10 +108,6 @@ class QcParams(Params):
     expected_doublet_rate: float = 0.05
     target_sum: float = 10000
 
-    def thresholds(self) -> dict[str, float]:
-        """The filter settings (every key but ``target_sum``), as keywords of ``qc_filter``."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "target_sum"}
-
 
 @dataclass(frozen=True)
 class ScaleParams(Params):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from cscniche import InputError
+from cscniche import InputError, QcParams
 from cscniche.load import _ondisk as ondisk
 from cscniche.preprocess._qc import qc_filter, qc_filter_file
 
@@ -33,10 +33,10 @@ def test_streamed_qc_equals_in_memory_qc(tmp_path, monkeypatch, min_cells, adapt
     a = _counts()
     src = tmp_path / "loaded.h5ad"
     a.write_h5ad(src)
-    thresholds = dict(min_genes=30, min_counts=60, max_pct_mt=15.0, min_cells=min_cells, adaptive=adaptive,
-                      n_mads=2, cell_type_key="label", doublets="off")  # fmt: skip
-    ref, ref_table = qc_filter(a, sample="s1", **thresholds)
-    table = qc_filter_file(src, tmp_path / "qc.h5ad", sample="s1", **thresholds)
+    qc = QcParams(min_genes=30, min_counts=60, max_pct_mt=15.0, min_cells=min_cells, adaptive=adaptive, n_mads=2,
+                  doublets="off")  # fmt: skip
+    ref, ref_table = qc_filter(a, sample="s1", qc=qc, cell_type_key="label")
+    table = qc_filter_file(src, tmp_path / "qc.h5ad", sample="s1", qc=qc, cell_type_key="label")
     got = ad.read_h5ad(tmp_path / "qc.h5ad")
     assert 0 < got.n_obs < a.n_obs and (min_cells == 0 or got.n_vars < a.n_vars), "the case filters cells and genes"
     pd.testing.assert_frame_equal(table, ref_table, check_dtype=False)
@@ -56,7 +56,7 @@ def test_qc_removing_every_cell_leaves_no_output(tmp_path):
     _counts().write_h5ad(src)
     out = tmp_path / "qc.h5ad"
     with pytest.raises(InputError) as e:
-        qc_filter_file(src, out, sample="s9", min_genes=10_000, adaptive=False)
+        qc_filter_file(src, out, sample="s9", qc=QcParams(min_genes=10_000, adaptive=False))
     assert "s9" in str(e.value) and "QC removed every cell" in str(e.value)
     assert not list(tmp_path.glob("qc.h5ad*"))
 

@@ -10,6 +10,7 @@ from conftest import shared_file
 from scipy import sparse
 from scipy.stats import median_abs_deviation
 
+from cscniche import QcParams
 from cscniche.load import _ondisk as ondisk
 from cscniche.preprocess._qc import REMOVED, detect_doublets, qc_filter, qc_filter_file, qc_thresholds
 
@@ -44,8 +45,12 @@ def test_adaptive_thresholds_are_median_minus_k_mads_of_log1p():
 def test_table_has_a_row_per_cell_type_and_warns_when_a_type_is_mostly_removed(caplog):
     a = _typed()
     low = np.median(np.asarray((a.X[a.obs["ct"].to_numpy() == "shallow"] > 0).sum(1)))
-    fixed, table = qc_filter(a, sample="s", adaptive=False, min_genes=int(low) + 5, min_counts=0, doublets="off",
-                             cell_type_key="ct")  # fmt: skip
+    fixed, table = qc_filter(
+        a,
+        sample="s",
+        cell_type_key="ct",
+        qc=QcParams(adaptive=False, min_genes=int(low) + 5, min_counts=0, doublets="off"),
+    )
     assert table["cell_type"].tolist() == ["all", "deep", "shallow"]
     per = table.set_index("cell_type")
     assert per.loc["all", "n_cells_in"] == per.loc["deep", "n_cells_in"] + per.loc["shallow", "n_cells_in"] == 450
@@ -57,18 +62,18 @@ def test_table_has_a_row_per_cell_type_and_warns_when_a_type_is_mostly_removed(c
     assert per.loc["deep", "note"] == ""
     assert "QC removed" in caplog.text and "of shallow" in caplog.text
     # the adaptive thresholds keep the shallow type: its cells are not outliers of the sample
-    _, table = qc_filter(a, sample="s", doublets="off", cell_type_key="ct")
+    _, table = qc_filter(a, sample="s", cell_type_key="ct", qc=QcParams(doublets="off"))
     per = table.set_index("cell_type")
     assert per.loc["shallow", "n_cells_out"] >= 145 and per.loc["all", "thresholds"] == "adaptive"
     assert (table["note"] == "").all()
 
 
 def test_no_mt_genes_is_a_note_not_silence(caplog):
-    _, table = qc_filter(_typed(mt=False), sample="nomt", doublets="off")
+    _, table = qc_filter(_typed(mt=False), sample="nomt", qc=QcParams(doublets="off"))
     assert table["cell_type"].tolist() == ["all"]  # no labels: one row for the sample
     assert table["n_mt_genes"].iloc[0] == 0 and "no MT- genes" in table["note"].iloc[0]
     assert "sample nomt: no MT- genes" in caplog.text
-    _, table = qc_filter(_typed(mt=True), sample="mt", doublets="off")
+    _, table = qc_filter(_typed(mt=True), sample="mt", qc=QcParams(doublets="off"))
     assert table["n_mt_genes"].iloc[0] == 2 and "MT-" not in table["note"].iloc[0]
 
 
@@ -94,7 +99,7 @@ def test_doublets_are_called_seeded_counted_and_removed(tmp_path):
     planted = a.obs_names.str.startswith("dbl")
     assert pred1[planted].mean() >= 0.6 and pred1[~planted].mean() <= 0.05, (pred1[planted].mean(), note1)
     kept, table = qc_filter(a, sample="d", cell_type_key="ct")
-    flagged, table_f = qc_filter(a, sample="d", cell_type_key="ct", doublets="flag")
+    flagged, table_f = qc_filter(a, sample="d", cell_type_key="ct", qc=QcParams(doublets="flag"))
     n_dbl = int(flagged.obs["predicted_doublet"].sum())
     assert (
         n_dbl >= 0.6 * planted.sum()
@@ -107,7 +112,7 @@ def test_doublets_are_called_seeded_counted_and_removed(tmp_path):
         not kept.obs["predicted_doublet"].any()
         and not kept.obs_names.isin(flagged.obs_names[flagged.obs["predicted_doublet"]]).any()
     )
-    off, table_o = qc_filter(a, sample="d", doublets="off")
+    off, table_o = qc_filter(a, sample="d", qc=QcParams(doublets="off"))
     assert off.n_obs == flagged.n_obs and table_o["doublets"].iloc[0] == 0 and "predicted_doublet" not in off.obs
     # the streamed QC removes the same cells
     a.write_h5ad(tmp_path / "in.h5ad")
@@ -119,8 +124,7 @@ def test_doublets_are_called_seeded_counted_and_removed(tmp_path):
 def test_wu_cid4465_t_cells_survive_adaptive_qc(tmp_path):
     """The case of issue 17: fixed thresholds removed 78 % of Wu CID4465's T cells (116 -> 26), silently."""
     src = shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
-    fixed = qc_filter_file(src, tmp_path / "f.h5ad", sample="wu", cell_type_key="celltype_major", adaptive=False,
-                           doublets="off").set_index("cell_type")  # fmt: skip
+    fixed = qc_filter_file(src, tmp_path / "f.h5ad", sample="wu", cell_type_key="celltype_major", qc=QcParams(adaptive=False, doublets="off")).set_index("cell_type")  # fmt: skip
     assert (fixed.loc["T-cells", "n_cells_in"], fixed.loc["T-cells", "n_cells_out"]) == (116, 26)
     assert "QC removed 78% of T-cells (116 -> 26)" in fixed.loc["T-cells", "note"]
     adaptive = qc_filter_file(src, tmp_path / "a.h5ad", sample="wu", cell_type_key="celltype_major").set_index(
@@ -133,7 +137,7 @@ def test_wu_cid4465_t_cells_survive_adaptive_qc(tmp_path):
 
 def test_moncada_pdac_a_has_no_mt_genes_and_says_so(tmp_path):
     src = shared_file("tumour/moncada2020_pdac_a_sc.h5ad")
-    table = qc_filter_file(src, tmp_path / "m.h5ad", sample="mo", cell_type_key="Cell", doublets="off")
+    table = qc_filter_file(src, tmp_path / "m.h5ad", sample="mo", cell_type_key="Cell", qc=QcParams(doublets="off"))
     first = table.iloc[0]
     assert first["cell_type"] == "all" and first["n_mt_genes"] == 0 and first["removed_high_mt"] == 0
     assert "no MT- genes in the data" in first["note"]
@@ -157,11 +161,11 @@ def test_doublets_are_called_in_bounded_batches_the_same_streamed_and_in_memory(
     monkeypatch.setattr(qc_mod, "DOUBLET_BATCH", 300)  # 830 cells: 3 batches of ~277
     monkeypatch.setattr(ondisk, "CHUNK_ROWS", 128)  # blocks that straddle the batches
     a = _with_doublets()
-    kept, table = qc_filter(a, sample="b", doublets="flag")
+    kept, table = qc_filter(a, sample="b", qc=QcParams(doublets="flag"))
     assert "doublets called in 3 batches of about 27" in table["note"].iloc[0]
     assert kept.obs.loc[kept.obs_names.str.startswith("dbl"), "predicted_doublet"].mean() > 0.5
     a.write_h5ad(tmp_path / "b.h5ad")
-    streamed = qc_filter_file(tmp_path / "b.h5ad", tmp_path / "out.h5ad", sample="b", doublets="flag")
+    streamed = qc_filter_file(tmp_path / "b.h5ad", tmp_path / "out.h5ad", sample="b", qc=QcParams(doublets="flag"))
     pd.testing.assert_frame_equal(streamed, table, check_dtype=False)
     got = ad.read_h5ad(tmp_path / "out.h5ad")
     np.testing.assert_array_equal(got.obs["doublet_score"].to_numpy(), kept.obs["doublet_score"].to_numpy())

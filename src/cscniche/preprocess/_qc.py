@@ -19,6 +19,7 @@ import scanpy as sc
 from scipy import sparse
 
 from .._errors import InputError
+from .._params import QcParams
 from ..load import _ondisk as ondisk
 from ..load._readers import diagnose_counts
 
@@ -195,15 +196,7 @@ def qc_filter(
     adata: ad.AnnData,
     *,
     sample: str,
-    min_genes: int = 200,
-    min_counts: int = 500,
-    max_pct_mt: float = 20.0,
-    min_cells: int = 0,
-    adaptive: bool = True,
-    n_mads: float = 5.0,
-    n_mads_high: float | None = None,
-    doublets: str = "remove",
-    expected_doublet_rate: float = 0.05,
+    qc: QcParams = QcParams(),
     cell_type_key: str | None = None,
     seed: int = 0,
 ) -> tuple[ad.AnnData, pd.DataFrame]:
@@ -214,10 +207,10 @@ def qc_filter(
     ``layers['counts']``, or from ``X`` when it holds raw counts. Doublets (:func:`detect_doublets`, on the cells
     passing the filters): ``'remove'`` drops them, ``'flag'`` keeps them with ``obs['predicted_doublet']``,
     ``'off'`` skips the detection; a sample with ``obsm['spatial']`` is not tested (spots hold several cells by
-    design, and Scrublet models droplet doublets), with a note. Genes are kept when detected in ``>= min_cells`` kept cells. The table
+    design, and Scrublet models droplet doublets), with a note. Genes are kept when detected in ``>= qc.min_cells`` kept cells. The table
     (:func:`qc_table`) has a row per author cell type when ``cell_type_key`` names an ``obs`` column.
 
-    Sets ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']`` and, unless ``doublets='off'``,
+    Sets ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']`` and, unless ``qc.doublets='off'``,
     ``obs['doublet_score']`` and ``obs['predicted_doublet']``.
     """
     adata = adata.copy()
@@ -229,22 +222,22 @@ def qc_filter(
     adata.var["mt"] = adata.var_names.str.upper().str.startswith("MT-")
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
     adata.obs["n_genes"] = adata.obs["n_genes_by_counts"].astype(int)
-    th = qc_thresholds(adata.obs, adaptive=adaptive, n_mads=n_mads, n_mads_high=n_mads_high, min_genes=min_genes,
-                       min_counts=min_counts, max_pct_mt=max_pct_mt)  # fmt: skip
+    th = qc_thresholds(adata.obs, adaptive=qc.adaptive, n_mads=qc.n_mads, n_mads_high=qc.n_mads_high, min_genes=qc.min_genes,
+                       min_counts=qc.min_counts, max_pct_mt=qc.max_pct_mt)  # fmt: skip
     flags = _flags(adata.obs, th)
     keep = ~flags.any(axis=1).to_numpy()
     _check_not_empty(keep, flags, adata.obs, th, sample)
-    doublets, skip = _doublet_mode(doublets, "spatial" in adata.obsm)
+    doublets, skip = _doublet_mode(qc.doublets, "spatial" in adata.obsm)
     counts = [sparse.csr_matrix(adata.layers["counts"])[keep]] if doublets != "off" else []
-    doublet, note = _doublets(counts, keep, doublets, seed, expected_doublet_rate, adata.obs)
+    doublet, note = _doublets(counts, keep, doublets, seed, qc.expected_doublet_rate, adata.obs)
     note = note or skip
     final = keep & ~doublet if doublets == "remove" else keep
     labels = adata.obs[cell_type_key] if cell_type_key and cell_type_key in adata.obs else None
-    table = qc_table(adata.obs, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=adaptive,
+    table = qc_table(adata.obs, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=qc.adaptive,
                      n_mt_genes=int(adata.var["mt"].sum()))  # fmt: skip
     adata = adata[final].copy()
     gene_cells = np.asarray((adata.layers["counts"] > 0).sum(axis=0)).ravel()
-    adata = adata[:, gene_cells >= min_cells].copy()
+    adata = adata[:, gene_cells >= qc.min_cells].copy()
     _finish_table(table, sample=sample, n_genes_in=len(gene_cells), n_genes_out=adata.n_vars,
                   notes=[_mt_note(int(table["n_mt_genes"].iloc[0])), note])  # fmt: skip
     adata.obs = adata.obs.drop(columns=["n_genes_by_counts"], errors="ignore")
@@ -304,15 +297,7 @@ def qc_filter_file(
     dst: str | Path,
     *,
     sample: str,
-    min_genes: int = 200,
-    min_counts: int = 500,
-    max_pct_mt: float = 20.0,
-    min_cells: int = 0,
-    adaptive: bool = True,
-    n_mads: float = 5.0,
-    n_mads_high: float | None = None,
-    doublets: str = "remove",
-    expected_doublet_rate: float = 0.05,
+    qc: QcParams = QcParams(),
     cell_type_key: str | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -354,26 +339,26 @@ def qc_filter_file(
         {"n_genes": n_genes, "total_counts": total, "total_counts_mt": total_mt, "pct_counts_mt": pct_mt},
         index=obs.index,
     )
-    th = qc_thresholds(metrics, adaptive=adaptive, n_mads=n_mads, n_mads_high=n_mads_high, min_genes=min_genes,
-                       min_counts=min_counts, max_pct_mt=max_pct_mt)  # fmt: skip
+    th = qc_thresholds(metrics, adaptive=qc.adaptive, n_mads=qc.n_mads, n_mads_high=qc.n_mads_high, min_genes=qc.min_genes,
+                       min_counts=qc.min_counts, max_pct_mt=qc.max_pct_mt)  # fmt: skip
     flags = _flags(metrics, th)
     keep = ~flags.any(axis=1).to_numpy()
     _check_not_empty(keep, flags, metrics, th, sample)
     doublet = np.zeros(n_obs, dtype=bool)
-    doublets, note = _doublet_mode(doublets, "spatial" in obsm)
+    doublets, note = _doublet_mode(qc.doublets, "spatial" in obsm)
     if doublets != "off":
         kept = (block[keep[start : start + block.shape[0]]] for start, block in ondisk.iter_rows(src))
-        doublet, note = _doublets(kept, keep, doublets, seed, expected_doublet_rate, metrics)
+        doublet, note = _doublets(kept, keep, doublets, seed, qc.expected_doublet_rate, metrics)
     final = keep & ~doublet if doublets == "remove" else keep
     labels = obs[cell_type_key] if cell_type_key and cell_type_key in obs else None
-    table = qc_table(metrics, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=adaptive,
+    table = qc_table(metrics, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=qc.adaptive,
                      n_mt_genes=int(mt.sum()))  # fmt: skip
     gene_cells_kept = np.zeros(n_vars, dtype=np.int64)
-    if min_cells > 0:
+    if qc.min_cells > 0:
         for start, block in ondisk.iter_rows(src):
             sub = block[final[start : start + block.shape[0]]]
             gene_cells_kept += np.asarray((sub > 0).sum(axis=0)).ravel().astype(np.int64)
-    genes = gene_cells_kept >= min_cells
+    genes = gene_cells_kept >= qc.min_cells
     var = var.assign(
         mt=np.asarray(mt),
         n_cells_by_counts=gene_cells,

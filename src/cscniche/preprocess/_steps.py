@@ -41,7 +41,7 @@ def qc(
     ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']``, ``obs['doublet_score']``,
     ``obs['predicted_doublet']`` (unless ``qc.doublets`` is 'off'); ``layers['counts']`` (raw counts).
     """
-    adata, table = _qc.qc_filter(adata, sample=sample, cell_type_key=cell_type_key, seed=seed, **qc.thresholds())
+    adata, table = _qc.qc_filter(adata, sample=sample, cell_type_key=cell_type_key, seed=seed, qc=qc)
     _emb.normalise(adata, target_sum=qc.target_sum)
     return adata, table
 
@@ -64,7 +64,7 @@ def qc_file(
     The QC table: a row for the sample and one per author cell type (``cell_type_key``), cells in, removed by
     each filter, doublets, kept, the thresholds applied and notes (:func:`cscniche.preprocess._qc.qc_table`).
     """
-    return _qc.qc_filter_file(src, dst, sample=sample, cell_type_key=cell_type_key, seed=seed, **qc.thresholds())
+    return _qc.qc_filter_file(src, dst, sample=sample, cell_type_key=cell_type_key, seed=seed, qc=qc)
 
 
 def embed_sample(
