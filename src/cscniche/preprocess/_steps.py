@@ -46,25 +46,9 @@ def qc(
     return adata, table
 
 
-def qc_file(
-    src: str | Path,
-    dst: str | Path,
-    *,
-    sample: str,
-    qc: QcParams = QcParams(),
-    cell_type_key: str | None = None,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """QC-filter the raw counts of ``src`` into ``dst``, streamed (:func:`cscniche.preprocess._qc.qc_filter_file`).
-
-    ``dst`` keeps raw counts only; the embedding step normalises (``qc.target_sum``: see :func:`embed_sample`).
-
-    Returns
-    -------
-    The QC table: a row for the sample and one per author cell type (``cell_type_key``), cells in, removed by
-    each filter, doublets, kept, the thresholds applied and notes (:func:`cscniche.preprocess._qc.qc_table`).
-    """
-    return _qc.qc_filter_file(src, dst, sample=sample, cell_type_key=cell_type_key, seed=seed, qc=qc)
+#: QC-filter the raw counts of ``src`` into ``dst``, streamed (the step of rule ``qc``; ``dst`` keeps raw counts,
+#: the embedding step normalises): :func:`cscniche.preprocess._qc.qc_filter_file`, returns the QC table
+qc_file = _qc.qc_filter_file
 
 
 def embed_sample(
