@@ -25,6 +25,17 @@ def shared_file(rel: str) -> Path:
     return p
 
 
+def shared_labels(rel: str, column: str):
+    """The ``obs[column]`` labels (str Series) of a file in ../shared/data, read backed; skip when absent."""
+    import anndata as ad
+
+    a = ad.read_h5ad(shared_file(rel), backed="r")
+    try:
+        return a.obs[column].astype(str).copy()
+    finally:
+        a.file.close()
+
+
 def benchmark_module(name: str):
     """A script of benchmarks/ imported as a module (its simulations are shared with the tests)."""
     import importlib

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -120,21 +121,6 @@ def test_read_rules_rejects_unknown_compartments(tmp_path):
         cand.read_rules(p)
 
 
-def _labels(rel, column):
-    p = SHARED / rel
-    if not p.exists():
-        reason = f"shared data not available: {p} is absent (tests on real data need ../shared beside the repo)"
-        print(reason)
-        pytest.skip(reason)
-    import anndata as ad
-
-    a = ad.read_h5ad(p, backed="r")
-    try:
-        return a.obs[column].astype(str).to_numpy()
-    finally:
-        a.file.close()
-
-
 @pytest.mark.parametrize(
     ("rel", "column", "n_candidates", "n_by_origin"),
     [
@@ -147,7 +133,7 @@ def _labels(rel, column):
     ],
 )
 def test_real_label_sets(rel, column, n_candidates, n_by_origin):
-    comp = cand.label_compartments(_labels(rel, column))
+    comp = cand.label_compartments(shared_labels(rel, column).to_numpy())
     res = cand.choose_candidates(comp)
     assert res.rule == "labels"
     assert res.n_candidates == n_candidates

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import shared_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -260,24 +261,9 @@ def test_atlas_labels(label, expected):
     assert compartment(label, RULES) == expected
 
 
-def _labels(rel: str, column: str) -> pd.Series:
-    p = SHARED / rel
-    if not p.exists():
-        reason = f"shared data not available: {p} is absent (tests on real data need ../shared beside the repo)"
-        print(reason)
-        pytest.skip(reason)
-    import anndata as ad
-
-    a = ad.read_h5ad(p, backed="r")
-    try:
-        return a.obs[column].astype(str).copy()
-    finally:
-        a.file.close()
-
-
 @pytest.mark.parametrize(("rel", "column"), list(SHARED_LABELS))
 def test_every_shared_label_set(rel, column):
-    labels = _labels(rel, column)
+    labels = shared_labels(rel, column)
     expected = SHARED_LABELS[(rel, column)]
     assert set(labels.unique()) == set(expected), "label set of the file changed; add the new labels here"
     got = {lab: compartment(lab, RULES) for lab in expected}
@@ -289,7 +275,7 @@ def test_every_shared_label_set(rel, column):
 
 
 def test_tuft_cells_of_moncada_are_not_immune():
-    labels = _labels("tumour/moncada2020_pdac_a_sc.h5ad", "Cell")
+    labels = shared_labels("tumour/moncada2020_pdac_a_sc.h5ad", "Cell")
     tuft = labels[labels == "Tuft cells"]
     assert len(tuft) == 32
     assert compartment("Tuft cells", RULES) == "candidate"

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 GMT = ROOT / "src/cscniche/data/genesets/csc_tumour_intrinsic.gmt"
 PROVENANCE = ROOT / "src/cscniche/data/genesets/PROVENANCE.md"
 BUILD = ROOT / "benchmarks/build_genesets.py"
@@ -39,15 +38,6 @@ def read_gmt(path: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 SETS = read_gmt(GMT)
-
-
-def _reference(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.exists():
-        reason = f"shared reference absent: {p} (tests on references need ../shared beside the repo)"
-        print(reason)
-        pytest.skip(reason)
-    return p
 
 
 def _config_table(name: str) -> Path | None:
@@ -144,8 +134,8 @@ def test_pathway_sets_hold_only_cited_targets():
 
 
 def test_subsets_of_stated_references():
-    hallmark = {k.upper(): v for k, (_, v) in read_gmt(_reference("reference/msigdb_hallmark.gmt")).items()}
-    cancersea = {k.lower(): v for k, (_, v) in read_gmt(_reference("reference/cancersea_states.gmt")).items()}
+    hallmark = {k.upper(): v for k, (_, v) in read_gmt(shared_file("reference/msigdb_hallmark.gmt")).items()}
+    cancersea = {k.lower(): v for k, (_, v) in read_gmt(shared_file("reference/cancersea_states.gmt")).items()}
     il6 = next(v for k, v in hallmark.items() if k.endswith("IL6_JAK_STAT3_SIGNALING"))
     assert set(SETS["IL6_STAT3_TUMOUR"][1]) <= set(il6)
     assert set(SETS["CANCERSEA_STEMNESS"][1]) <= set(cancersea["stemness"])
@@ -155,7 +145,7 @@ def test_subsets_of_stated_references():
     assert {"AXIN2", "NKD1", "DKK1", "DKK4", "HEY1", "HEY2"} <= set(wnt)
     assert {"HES1", "HEYL", "DTX1"} <= set(notch)
     # every symbol is a human gene of org.Hs.eg.db, except CancerSEA's own old symbols taken verbatim
-    with gzip.open(_reference("reference/human_genes_hg38.tsv.gz"), "rt") as fh:
+    with gzip.open(shared_file("reference/human_genes_hg38.tsv.gz"), "rt") as fh:
         header = fh.readline().rstrip("\n").split("\t")
         col = header.index("symbol")
         symbols = {line.split("\t")[col] for line in fh}
@@ -164,9 +154,9 @@ def test_subsets_of_stated_references():
 
 
 def test_build_script_reproduces_the_gmt():
-    _reference("tumour/wu2021_tnbc_CID4465.h5ad")
-    _reference("tumour/moncada2020_pdac_a_sc.h5ad")
-    _reference("reference/msigdb_hallmark.gmt")
+    shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
+    shared_file("tumour/moncada2020_pdac_a_sc.h5ad")
+    shared_file("reference/msigdb_hallmark.gmt")
     r = subprocess.run([sys.executable, str(BUILD), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "GMT reproduced" in r.stdout
@@ -197,7 +187,7 @@ def test_marker_panels():
     assert {"liver", "breast", "pancreas", "lung", "ovarian"} <= set(d["panel"])
     for key in ("Yamashita", "Ma S", "Yang ZF", "Al-Hajj", "Ginestier"):
         assert d["source"].str.contains(key).any(), key
-    with gzip.open(_reference("reference/human_genes_hg38.tsv.gz"), "rt") as fh:
+    with gzip.open(shared_file("reference/human_genes_hg38.tsv.gz"), "rt") as fh:
         header = fh.readline().rstrip("\n").split("\t")
         col = header.index("symbol")
         symbols = {line.split("\t")[col] for line in fh}
@@ -205,8 +195,8 @@ def test_marker_panels():
 
 
 def test_provenance_lists_every_removal_with_its_numbers():
-    _reference("tumour/wu2021_tnbc_CID4465.h5ad")
-    _reference("tumour/moncada2020_pdac_a_sc.h5ad")
+    shared_file("tumour/wu2021_tnbc_CID4465.h5ad")
+    shared_file("tumour/moncada2020_pdac_a_sc.h5ad")
     r = subprocess.run([sys.executable, str(BUILD), "--table"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line]
