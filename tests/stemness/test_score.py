@@ -188,3 +188,19 @@ def test_unknown_stemness_set_is_an_error(demo_processed):
         cn.stemness.score(
             demo_processed.copy(), sample="x", scoring=cn.ScoringParams(gene_sets=(GMT,), stemness_sets=("NOPE",))
         )
+
+
+def test_phenotype_on_a_gene_the_data_lack_is_not_counted_as_zero(demo_processed):
+    """CosMx lacks PROM1 and THY1: a phenotype gated on them is NaN in the summary, not '0 cells'."""
+    import pandas as pd
+
+    from cscniche.stemness._score import stemness_summary
+
+    a = demo_processed.copy()
+    mal = a.obs["malignant"].to_numpy(dtype=bool)
+    a.obs["GONE+"] = pd.array([pd.NA] * a.n_obs, dtype="boolean")
+    a.obs["HALF+"] = pd.array(np.where(np.arange(a.n_obs) % 2 == 0, True, pd.NA), dtype="boolean")
+    a.uns["cscniche"]["phenotypes"] = ["GONE+", "HALF+"]
+    row = stemness_summary(a, sample="demo").iloc[0]
+    assert np.isnan(row["n_GONE+"])
+    assert row["n_HALF+"] == int((mal & (np.arange(a.n_obs) % 2 == 0)).sum())

@@ -470,7 +470,9 @@ def stemness_summary(
         row[k] = cal.get(k, np.nan)
     for ph in info.get("phenotypes", []):
         if ph in obs:
-            row[f"n_{ph}"] = int((obs[ph].to_numpy(dtype=bool) & mal).sum())
+            v = pd.array(obs[ph], dtype="boolean")
+            # a phenotype gated on a gene the data lack (e.g. PROM1 on a CosMx panel) is not measurable: NaN, not 0
+            row[f"n_{ph}"] = np.nan if v.isna().all() else int((v.fillna(False).to_numpy(dtype=bool) & mal).sum())
     for g in markers:
         col = f"detected_{g}"
         for name, m in (("csc", csc), ("noncsc", mal & ~csc)):
