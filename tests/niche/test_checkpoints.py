@@ -206,3 +206,20 @@ def test_checkpoint_table_without_checkpoint_genes_has_the_columns(tmp_path):
     a, _ = _tiny()
     df = cn.niche.checkpoints(a, sample="s", genes=t)
     assert df.empty and list(df.columns) == COLUMNS
+
+
+def test_a_single_csc_is_never_tested(demo_processed):
+    """One CSC against hundreds of others gave 10 genes at FDR < 0.1 on Moncada PDAC-A (1 calibrated CSC)."""
+    import numpy as np
+
+    a = demo_processed.copy()
+    mal = np.flatnonzero(a.obs["malignant"].to_numpy(dtype=bool))
+    one = np.zeros(a.n_obs, dtype=bool)
+    one[mal[np.argmax(a.obs["stemness"].to_numpy()[mal])]] = True
+    a.obs["csc_one"] = one
+    a.uns["cscniche"] = {**a.uns["cscniche"], "csc_definitions": ["one"]}
+    df = cn.niche.checkpoints(a, sample="demo", genes=DATA / "checkpoints.tsv")
+    one_rows = df[df.definition == "one"]
+    assert (one_rows[one_rows.group == "CSC"]["n_cells"] == 1).all()
+    assert one_rows["p"].isna().all() and one_rows["fdr"].isna().all()
+    assert one_rows["note"].str.contains("fewer than 3 CSC or non-CSC cells").all()

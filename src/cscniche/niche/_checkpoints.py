@@ -81,8 +81,12 @@ def checkpoint_table(
     definition: str = "primary",
     min_expr_frac: float = 0.0,
     min_expr_cells: int = 0,
+    min_cells: int = 3,
 ) -> pd.DataFrame:
     """Mean log-normalised expression and fraction expressing per group, and CSC vs non-CSC statistics.
+
+    The CSC vs non-CSC test needs at least ``min_cells`` cells in each group (config
+    ``checkpoints.niche_min_cells``): one CSC against 294 others gave FDR 0.05 on Moncada PDAC-A before this rule.
 
     Groups: ``CSC``, ``nonCSC`` (malignant) and each immune cell type (``obs['group']``, see
     :func:`cscniche.stemness._score.call_csc`). ``log2fc_csc_vs_noncsc`` is
@@ -118,7 +122,9 @@ def checkpoint_table(
         if is_csc.sum() > 0 and is_non.sum() > 0:
             a, b = np.expm1(x[is_csc]).mean(), np.expm1(x[is_non]).mean()
             fc = float(np.log2((a + FC_PSEUDOCOUNT) / (b + FC_PSEUDOCOUNT)))
-            if not expressed_enough(det[is_csc], det[is_non], min_frac=min_expr_frac, min_cells=min_expr_cells):
+            if min(is_csc.sum(), is_non.sum()) < min_cells:
+                gene_note = f"not tested: fewer than {min_cells} CSC or non-CSC cells"
+            elif not expressed_enough(det[is_csc], det[is_non], min_frac=min_expr_frac, min_cells=min_expr_cells):
                 gene_note = low_expression_note(min_expr_frac, min_expr_cells, "CSC and of non-CSC")
             elif np.ptp(np.concatenate([x[is_csc], x[is_non]])) > 0:
                 p = float(mannwhitneyu(x[is_csc], x[is_non], alternative="two-sided").pvalue)

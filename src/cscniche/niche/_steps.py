@@ -305,6 +305,7 @@ def checkpoints(
                 definition=name,
                 min_expr_frac=checkpoints.min_expr_frac,
                 min_expr_cells=checkpoints.min_expr_cells,
+                min_cells=checkpoints.niche_min_cells,
             )
         )
     if not any(len(d) for d in out):  # no checkpoint gene in the data
