@@ -177,3 +177,21 @@ def test_targeted_panel_sets_below_min_fraction_leave_the_index(demo_default):
     no_markers = a[:, [g for g in a.var_names if g not in ("PROM1", "THY1", "CD44", "EPCAM")]].copy()
     with pytest.raises(cn.InputError, match="CSC_MARKERS 0/4"):
         cn.stemness.score(no_markers, sample="x", scoring=cn.ScoringParams(methods=("pearson",), pseudobulk_methods=()))
+
+
+def test_phenotypes_on_a_panel_without_prom1_and_thy1(demo_processed):
+    """CosMx lacks PROM1 and THY1: gated phenotypes on them are unmeasurable (NaN counts), the any-of phenotype
+    uses the markers present (all 34 CosMx tumour cells were EPCAM+ while ANY_LIVER_MARKER+ read 0 before)."""
+    from cscniche.stemness._score import stemness_summary
+
+    keep = ~demo_processed.var_names.isin(["PROM1", "THY1"])
+    a = demo_processed[:, keep].copy()
+    df.add_phenotypes(a, df.read_panel("liver"))
+    gone = set(a.uns["cscniche"]["phenotypes_unmeasurable"])
+    assert {"PROM1+", "THY1+", "CD44+THY1+"} <= gone and "EPCAM+" not in gone
+    mal = a.obs["malignant"].to_numpy(dtype=bool)
+    any_pos = a.obs["ANY_LIVER_MARKER+"].to_numpy(dtype=bool)
+    assert (any_pos == (a.obs["pos_CD44"].to_numpy(dtype=bool) | a.obs["pos_EPCAM"].to_numpy(dtype=bool))).all()
+    row = stemness_summary(a, sample="demo").iloc[0]
+    assert np.isnan(row["n_PROM1+"]) and np.isnan(row["n_CD44+THY1+"])
+    assert row["n_ANY_LIVER_MARKER+"] == int((any_pos & mal).sum()) > 0

@@ -126,6 +126,10 @@ def neighbours(
                 }
             )
             cont["n_malignant_tested"] = res["n_cells"]
+            flat = cont["rho"].isna() & cont["note"].fillna("").eq("") & cont["immune_type"].ne("")
+            cont.loc[flat, "note"] = (
+                "no rho: the type's share is the same (mostly 0) in every malignant cell's neighbours"
+            )
             tables.append(cont)
     out = pd.concat(tables, ignore_index=True).reindex(columns=NEIGHBOUR_COLUMNS)
     out["sketch"] = is_sketch

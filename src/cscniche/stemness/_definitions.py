@@ -101,7 +101,9 @@ def read_panel(name: str = "liver", path="cscniche:marker_panels.tsv", *, tumour
 def add_phenotypes(adata: ad.AnnData, panel: Panel, *, reference_compartments=("immune", "stromal")) -> pd.DataFrame:
     """Marker positivity (``obs['pos_<gene>']``, ``obs['prob_<gene>']``) and one bool column per phenotype of
     the panel (``obs['<phenotype>']``, e.g. ``obs['CD44+THY1+']``; malignant or not). Returns the phenotype
-    columns; a phenotype whose gene is absent from the data is all False, with a warning.
+    columns; a phenotype gated on a gene absent from the data is all False, with a warning, and listed in
+    ``uns['cscniche']['phenotypes_unmeasurable']`` (its count is NaN in the summary); an any-of phenotype uses
+    the genes present.
 
     The mixture is fitted on the malignant cells (at least 10; else all cells), so the gate splits the tumour
     into marker-high and marker-low cells above the background of the least-expressing immune/stromal type.
@@ -129,15 +131,20 @@ def add_phenotypes(adata: ad.AnnData, panel: Panel, *, reference_compartments=("
         adata.obs[f"prob_{g}"] = pos[f"prob_{g}"].to_numpy()
     out = {}
     have = set(pos.attrs.get("genes", []))
+    unmeasurable = []
     for name, (kind, gates) in panel.phenotypes.items():
         lacking = [g for g, _ in gates if g not in have]
-        if lacking:
-            log.warning("phenotype %s: no positivity for %s (absent from the data); no cell has it", name, lacking)
-            col = np.zeros(adata.n_obs, dtype=bool)
-        elif kind == "combination_any":
+        if kind == "combination_any" and len(lacking) < len(gates):
+            if lacking:  # any-of over the genes the data have: a lower bound
+                log.warning("phenotype %s: %s absent from the data; any-of over the others", name, lacking)
             col = np.zeros(adata.n_obs, dtype=bool)
             for g, positive in gates:
-                col |= pos[g].to_numpy(dtype=bool) if positive else ~pos[g].to_numpy(dtype=bool)
+                if g in have:
+                    col |= pos[g].to_numpy(dtype=bool) if positive else ~pos[g].to_numpy(dtype=bool)
+        elif lacking:
+            log.warning("phenotype %s: no positivity for %s (absent from the data); not measurable", name, lacking)
+            col = np.zeros(adata.n_obs, dtype=bool)
+            unmeasurable.append(name)
         else:
             col = np.ones(adata.n_obs, dtype=bool)
             for g, positive in gates:
@@ -147,6 +154,7 @@ def add_phenotypes(adata: ad.AnnData, panel: Panel, *, reference_compartments=("
     info = adata.uns.setdefault("cscniche", {})
     info["marker_panel"] = panel.name
     info["phenotypes"] = list(panel.phenotypes)
+    info["phenotypes_unmeasurable"] = unmeasurable  # gated on a gene the data lack: counted as NaN, not 0
     info["marker_background_source"] = {k: str(v) for k, v in pos.attrs.get("background_source", {}).items()}
     return pd.DataFrame(out, index=adata.obs_names)
 

@@ -472,7 +472,8 @@ def stemness_summary(
         if ph in obs:
             v = pd.array(obs[ph], dtype="boolean")
             # a phenotype gated on a gene the data lack (e.g. PROM1 on a CosMx panel) is not measurable: NaN, not 0
-            row[f"n_{ph}"] = np.nan if v.isna().all() else int((v.fillna(False).to_numpy(dtype=bool) & mal).sum())
+            gone = v.isna().all() or ph in set(np.atleast_1d(info.get("phenotypes_unmeasurable", [])))
+            row[f"n_{ph}"] = np.nan if gone else int((v.fillna(False).to_numpy(dtype=bool) & mal).sum())
     for g in markers:
         col = f"detected_{g}"
         for name, m in (("csc", csc), ("noncsc", mal & ~csc)):
