@@ -206,3 +206,14 @@ def test_csc_burden_associates_with_immune_share_over_patients():
     few, _ = _burden_cells(n_patients=3)
     _, t3 = cohort.csc_burden_immune(few, {f"s{p}": f"P{p}" for p in range(3)} | {"s_empty": "P_empty"})
     assert t3["p"].isna().all() and t3["note"].str.contains("no test across patients").all()
+
+
+def test_pseudobulk_leaves_out_a_patient_with_one_csc():
+    """A single CSC is no pseudobulk (the real run paired Wu's and Moncada's one calibrated CSC)."""
+    pb, sheet = _pseudobulk()
+    one = (pb["sample"] == "s0") & (pb["group"] == "CSC")
+    pb.loc[one, "n_cells"] = 1
+    eff, test, _ = cohort.pseudobulk_effects(pb, cohort.patient_of(sheet))
+    t = test.set_index("gene")
+    assert t.loc["CD274", "n_patients"] == 3  # 4 before, less the patient whose CSC group is one cell
+    assert "s0 (fewer than 3 CSC or non-CSC cells)" in t.loc["CD274", "samples_left_out"]

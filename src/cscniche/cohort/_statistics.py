@@ -46,6 +46,8 @@ TEST_COLUMNS = [
 ]
 #: informational note parts (the row still holds a statistic)
 INFO_NOTES = ("transcriptional neighbours", "sketch of")
+#: a patient enters the pseudobulk test with at least this many CSC and non-CSC cells (one cell is no pseudobulk)
+MIN_GROUP_CELLS = 3
 #: pseudocount (counts per million) of the pseudobulk log2 CPM
 CPM_PSEUDOCOUNT = 1.0
 
@@ -232,7 +234,7 @@ def pseudobulk_effects(
 
     Counts and library sizes are summed per patient x group (over cells and samples); log2 CPM =
     ``log2(counts / library * 1e6 + 1)``; the per-patient effect is log2 CPM(CSC) - log2 CPM(nonCSC), tested
-    over the patients that have both groups (paired). Immune groups are summed too and reported as log2 CPM.
+    over the patients that have both groups with at least ``MIN_GROUP_CELLS`` cells each (paired). Immune groups are summed too and reported as log2 CPM.
     Returns the per-patient effects, the test, and the per-patient x group sums.
     """
     pb = _with_definition(pseudobulk)
@@ -259,6 +261,9 @@ def pseudobulk_effects(
     eff["log2fc_csc_vs_noncsc"] = eff["log2_cpm_CSC"] - eff["log2_cpm_nonCSC"]
     eff = eff.reset_index()
     paired = eff.dropna(subset=["log2fc_csc_vs_noncsc"])
+    few = (paired["n_cells_CSC"] < MIN_GROUP_CELLS) | (paired["n_cells_nonCSC"] < MIN_GROUP_CELLS)
+    small = {(p, d) for p, d in zip(paired.loc[few, "patient"], paired.loc[few, "definition"], strict=True)}
+    paired = paired[~few]
     have = {
         (p, d)
         for p, d, n in zip(summed["patient"], summed["definition"], summed["group"], strict=True)
@@ -270,6 +275,8 @@ def pseudobulk_effects(
             groups = set(summed.loc[(summed["patient"] == p_) & (summed["definition"] == d), "group"])
             if not {"CSC", "nonCSC"} <= groups and (p_, d) in have | {(p_, d)}:
                 reasons[(s_, d)] = "no CSC" if "CSC" not in groups else "no non-CSC malignant cells"
+            elif (p_, d) in small:
+                reasons[(s_, d)] = f"fewer than {MIN_GROUP_CELLS} CSC or non-CSC cells"
     paired = paired.assign(
         samples=[",".join(sorted(s for s, q in patients.items() if q == p)) for p in paired["patient"]]
     )
