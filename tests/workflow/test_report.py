@@ -133,7 +133,7 @@ def test_report_has_no_docutils_warning_or_error_block(report_run):
     html = (report_run / "report.html").read_text()
     for marker in ("system-message", "System Message", "problematic", "Docutils System Messages"):
         assert marker not in html, f"{marker!r} in report.html: a caption is not valid reStructuredText"
-    assert "csc.rule: fdr" in html  # the captions describe the rule that ran
+    assert "calibrated, phenotype, quantile" in html and "FDR of at most 0.1" in html  # the definitions that ran
     assert '"results/summary.tsv"' in html and '"Summary"' in html
 
 

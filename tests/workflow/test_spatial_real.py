@@ -50,14 +50,9 @@ def processed(tmp_path_factory):
             markers=DATA / "markers.tsv",
             compartments=_rules(tmp, epithelial_malignant=name == "merfish"),
         )
-        # targeted panels hold 24-67 % of the pathway sets (MERFISH WNT: 10/42); the quantile CSC rule, so
-        # that every file with malignant cells has CSC and the CSC-vs-non-CSC statistics run on real data
-        cn.stemness.score(
-            a,
-            sample=name,
-            scoring=cn.ScoringParams(gene_sets=(DATA / "genesets/csc_signatures.gmt",), min_fraction_present=0.2),
-            csc=cn.CscParams(rule="quantile", quantile=0.9),
-        )
+        # the default gene sets and CSC definitions (calibrated, phenotype, quantile); targeted panels hold few
+        # genes of some sets, which are then dropped from the index with a warning
+        cn.stemness.score(a, sample=name, scoring=cn.ScoringParams(min_fraction_present=0.2))
         out[name] = a
     return out
 
@@ -77,16 +72,20 @@ def test_every_niche_table_is_produced(processed, name):
     for df in (nb, sq, cp, pb, niche, table, diff):
         assert len(df) > 0 and set(df["sample"]) == {name}
     immune = (a.obs["compartment"] == "immune").any()
-    has_csc = a.obs["csc"].sum() >= 5
+    has_csc = a.obs["csc_quantile"].sum() >= 5  # the top decile: CSC whenever there are >= 50 malignant cells
     if name == "moncada_st":
         assert not immune
         for df in (nb, sq, niche, table, diff):
             assert df["note"].str.contains("no immune").all(), name
     else:
         assert has_csc, name
-        assert (nb.loc[nb["neighbourhood"] == "spatial", "note"].fillna("") == "").all()
+        spatial = nb[nb["neighbourhood"] == "spatial"]
+        notes = spatial["note"].fillna("")
+        assert notes[spatial["definition"] == "quantile"].eq("").all()  # the top decile: tested, no caveat
+        # other definitions may have no CSC here (calibrated: 0 on these slides); a missing rho says why
+        assert (notes.eq("") | notes.str.startswith(("no rho", "no CSC"))).all(), notes.unique()
         assert nb.loc[nb["neighbourhood"] == "knn", "note"].str.startswith("transcriptional neighbours").all()
-        assert set(nb["group"]) == {"CSC", "stemness"}  # one row per immune type (no mirror nonCSC row)
+        assert set(nb["group"]) - {""} == {"CSC", "stemness"}  # one row per immune type (no mirror nonCSC row)
         assert table["axis"].ne("").any() and set(table["source"]) == {"CSC", "nonCSC"}
     if name == "cosmx":
         # CosMx spells HLA genes HLA.A: found as HLA-A, and renamed for LIANA's resource

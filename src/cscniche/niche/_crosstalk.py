@@ -206,14 +206,23 @@ def crosstalk(
     one row per ligand, receptor and receiver with the CSC-minus-non-CSC difference (:data:`DIFF_COLUMNS`).
     A sample without CSC, non-CSC or immune cells gets one row with a ``note`` in each.
     ``definitions``: ``(name, per-cell group)`` per CSC definition (default ``[('primary', obs['group'])]``);
-    LIANA runs on the first, the difference table has one block per definition (module docstring).
+    LIANA runs on the first with at least ``min_cells`` CSC and non-CSC cells (else the first); the difference
+    table has one block per definition (module docstring).
     """
     import liana as li
 
     axes = DEFAULT_AXES if axes is None else axes
     if definitions is None:
         definitions = [("primary", adata.obs["group"].astype(str).to_numpy())]
-    def_name, group = definitions[0][0], np.asarray(definitions[0][1], dtype=str)
+
+    # LIANA runs on the first definition with at least min_cells CSC and non-CSC cells (else the first): with
+    # 0 calibrated CSC (most real tumours) the marker-phenotype or quantile groups still get a LIANA table
+    def _enough(grp) -> bool:
+        grp = np.asarray(grp, dtype=str)
+        return min((grp == "CSC").sum(), (grp == "nonCSC").sum()) >= min_cells
+
+    def_name, group = next(((n, g) for n, g in definitions if _enough(g)), definitions[0])
+    group = np.asarray(group, dtype=str)
     comp = adata.obs["compartment"].astype(str).to_numpy()
     receivers = sorted(set(group[(comp == "immune") & ~np.isin(group, SENDERS)]))
     sizes = {g: int((group == g).sum()) for g in set(group)}
