@@ -28,6 +28,11 @@ NEIGHBOUR_COLUMNS = [
 KNN_NOTE = "transcriptional neighbours, not spatial"
 
 
+def _with_knn_note(notes) -> list[str]:
+    """Each note prefixed with :data:`KNN_NOTE` (the note alone where there was none)."""
+    return [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in notes]
+
+
 def neighbours(
     adata: ad.AnnData,
     *,
@@ -135,7 +140,7 @@ def neighbours(
     out["sketch"] = is_sketch
     note = out["note"].fillna("").astype(str)
     knn = out["neighbourhood"] == "knn"
-    out.loc[knn, "note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note[knn]]
+    out.loc[knn, "note"] = _with_knn_note(note[knn])
     if sketch_note:
         sp = out["neighbourhood"] == "spatial"
         out.loc[sp, "note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note[sp]]
@@ -226,7 +231,7 @@ def patient_neighbours(
     if ok.any():
         df.loc[ok, "fdr"] = false_discovery_control(df.loc[ok, "p"].to_numpy(dtype=float), method="bh")
     note = df["note"].fillna("").astype(str)
-    df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+    df["note"] = _with_knn_note(note)
     df.insert(2, "definition", "primary")
     return df
 
@@ -271,7 +276,7 @@ def nhood_enrichment(
     df.insert(len(df.columns) - 1, "sketch", _definitions.sketch_info(adata)[0])
     if kind == "knn":
         note = df["note"].fillna("").astype(str)
-        df["note"] = [f"{KNN_NOTE}; {n}" if n else KNN_NOTE for n in note]
+        df["note"] = _with_knn_note(note)
     return df
 
 
