@@ -102,6 +102,60 @@ def test_scattered_positives_are_a_stated_limit():
     assert call[cluster == "C"].mean() <= 0.05
 
 
+def _groups_tumour(seed=0, n_mal=600, mal_rate=0.8, n_neg=8):
+    """Malignant cells in two halves (CD44 at ``mal_rate`` and at 0.02 per size factor); three immune types
+    (60 cells each) that all express CD44 at 1.0; ``n_neg`` endothelial cells without CD44. No smoothing."""
+    rng = np.random.default_rng(seed)
+    lab = np.array(["mal"] * n_mal + ["T"] * 60 + ["B"] * 60 + ["Myeloid"] * 60 + ["Endo"] * n_neg, dtype=object)
+    high = np.zeros(lab.size, dtype=bool)
+    high[: n_mal // 2] = True
+    rate = np.where(high, mal_rate, np.where(lab == "mal", 0.02, np.where(lab == "Endo", 0.0, 1.0)))
+    s = np.ones(lab.size)
+    c = rng.poisson(rate * 20)  # 20: a pooled neighbourhood's worth of size factors, without a graph
+    counts = sparse.csr_matrix(c[:, None].astype(np.float32))
+    ref = np.where(lab == "mal", None, lab)
+    return counts, s * 20, ref, lab == "mal", high
+
+
+def test_small_negative_group_is_the_background():
+    """CD44 is expressed by every leukocyte: the negative population is the small CD44-negative stromal group
+    (8 cells; groups of at least ``min_group_cells`` = 5 count), not the least-expressing immune type."""
+    counts, s, ref, mal, high = _groups_tumour()
+    pos = marker_positivity(counts, ["CD44"], ["CD44"], None, s, reference_groups=ref, fit_cells=mal)
+    # the endothelial rate (0.5 pseudo-count / 160) is below the 2 % ambient floor, which then sets it
+    assert pos.attrs["background_source"]["CD44"] in {"Endo", "ambient"}
+    assert pos.attrs["background_rate"]["CD44"] < 0.05
+    called = pos["CD44"].to_numpy()
+    assert called[mal & high].mean() > 0.95 and called[mal & ~high].mean() < 0.05
+    # a 20-cell minimum ignores the 8 endothelial cells: the background is then an immune type's rate (1.0)
+    # and not one malignant cell is CD44+ (what the default was on Moncada PDAC-A, 0 of 295)
+    old = marker_positivity(counts, ["CD44"], ["CD44"], None, s, reference_groups=ref, fit_cells=mal,
+                            min_group_cells=20)  # fmt: skip
+    assert old.attrs["background_source"]["CD44"] in {"T", "B", "Myeloid"} and not old["CD44"][mal].any()
+
+
+def test_uniform_population_just_above_background_is_not_positive():
+    """One malignant population at 1.6x the background rate, neighbourhoods of very different sizes: with the
+    effect-size gate (rate >= 2x background) at most 1 % of the cells are positive, whatever its neighbourhood's size; without
+    it the tail test calls the cells with the largest neighbourhoods."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    big = np.zeros(n, dtype=bool)
+    big[:150] = True  # a dense cluster: 50x the pooled size factor
+    S = np.where(big, 2000.0, 40.0)
+    b = 0.05
+    mal = np.ones(n + 200, dtype=bool)
+    mal[n:] = False
+    C = np.concatenate([rng.poisson(1.6 * b * S), rng.poisson(b * np.full(200, 40.0))])
+    s = np.concatenate([S, np.full(200, 40.0)])
+    ref = np.array([None] * n + ["T"] * 200, dtype=object)
+    counts = sparse.csr_matrix(C[:, None].astype(np.float32))
+    pos = marker_positivity(counts, ["CD44"], ["CD44"], None, s, reference_groups=ref, fit_cells=mal)
+    assert pos["CD44"][:150].mean() <= 0.01 and pos["CD44"][:n].mean() <= 0.01  # Poisson outliers only
+    loose = marker_positivity(counts, ["CD44"], ["CD44"], None, s, reference_groups=ref, fit_cells=mal, min_fold=1.0)
+    assert loose["CD44"][:150].mean() > 0.3 and loose["CD44"][150:n].mean() < 0.05
+
+
 def test_no_smoothing_and_missing_genes():
     counts, var, g, s, truth, cluster, ref = _tumour(seed=7)
     with pytest.warns(UserWarning, match="absent"):
