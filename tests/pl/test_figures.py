@@ -407,3 +407,56 @@ def test_malignant_compartment_cells_outside_the_malignant_set_are_shown_as_unco
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert f"unconfirmed malignant\n(n={int(unconfirmed.sum())})" in labels
     plt.close("all")
+
+
+def _five_patient_neighbours() -> pd.DataFrame:
+    """Five patients, one sample each: Macrophage enriched around CSC in every patient (log2 0.8-1.2), NK not."""
+    frames = []
+    for i, shift in enumerate((-0.2, -0.1, 0.0, 0.1, 0.2)):
+        t = _neighbours(f"s{i}")
+        t["definition"] = "phenotype"
+        t.loc[t["immune_type"] == "Macrophage", "log2_enrichment"] = 1.0 + shift
+        t.loc[t["immune_type"] == "NK", "log2_enrichment"] = shift * 3
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_forest_plot_draws_every_patient_and_the_test_over_patients():
+    from cscniche.cohort import _statistics as st
+
+    nb = _five_patient_neighbours()
+    eff, test = st.neighbour_effects(nb, {f"s{i}": f"P{i}" for i in range(5)})
+    fig = plotting.forest(eff, test, keys=["neighbourhood", "immune_type"], effect="effect",
+                          xlabel="log2 enrichment", title="neighbours")  # fmt: skip
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "spatial · Macrophage" in labels and "knn · NK" in labels
+    y = labels.index("spatial · Macrophage")
+    grey = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 5]
+    xs = sorted(float(x) for c in grey for x, yy in c.get_offsets() if yy == y)
+    assert xs == pytest.approx([0.8, 0.9, 1.0, 1.1, 1.2])  # one grey dot per patient, at its effect
+    row = test[(test.neighbourhood == "spatial") & (test.immune_type == "Macrophage")].iloc[0]
+    assert row["n_patients"] == 5 and row["p"] < 0.01 and row["ci_low"] > 0.5
+    margin = [t.get_text() for t in ax.texts]
+    assert any(m.startswith("n=5 p=") and m.endswith("*") for m in margin)  # significant over patients
+    # rows are ordered by the mean effect: Macrophage (mean 1.0) above NK (mean 0)
+    assert labels.index("spatial · Macrophage") > labels.index("spatial · NK")
+    empty = plotting.forest(eff.iloc[:0], test, keys=["immune_type"], effect="effect", xlabel="", title="t")
+    assert "no per-patient effect" in " ".join(_texts(empty))
+    plt.close("all")
+
+
+def test_burden_scatter_one_dot_per_patient():
+    per = pd.DataFrame({"patient": [f"P{i}" for i in range(6)], "csc_fraction:phenotype": np.linspace(0, 0.5, 6),
+                        "share:Macrophage": np.linspace(0.01, 0.2, 6), "share:NK": [0.0] * 6})  # fmt: skip
+    test = pd.DataFrame([
+        {"burden": "csc_fraction", "definition": "phenotype", "immune_type": "Macrophage", "rho": 1.0, "p": 0.003,
+         "n_patients": 6},
+        {"burden": "csc_fraction", "definition": "phenotype", "immune_type": "NK", "rho": np.nan, "p": np.nan,
+         "n_patients": 6},
+    ])  # fmt: skip
+    fig = plotting.burden_scatter(per, test)
+    assert len(fig.axes) == 1  # NK has no share in any patient: no panel
+    assert "Macrophage\nrho=1.00 p=0.003 (n=6)" in [fig.axes[0].get_title()]
+    assert len(fig.axes[0].collections[0].get_offsets()) == 6
+    plt.close("all")

@@ -102,6 +102,14 @@ rule plot_cohort:
         cells="results/cohort/cells.tsv.gz",
         neighbours="results/cohort/immune_neighbours.tsv",
         checkpoints="results/cohort/checkpoints.tsv",
+        neighbours_patients="results/cohort/immune_neighbours_patients.tsv",
+        neighbours_test="results/cohort/immune_neighbours_test.tsv",
+        checkpoints_patients="results/cohort/checkpoints_pseudobulk_patients.tsv",
+        checkpoints_test="results/cohort/checkpoints_pseudobulk_test.tsv",
+        crosstalk_patients="results/cohort/crosstalk_patients.tsv",
+        crosstalk_test="results/cohort/crosstalk_test.tsv",
+        burden_patients="results/cohort/csc_burden_patients.tsv",
+        burden_test="results/cohort/csc_burden_immune.tsv",
     output:
         composition=report(
             "results/cohort/figures/composition.png",
@@ -124,6 +132,34 @@ rule plot_cohort:
             labels={"figure": "Checkpoint genes, CSC vs non-CSC, across samples"},
         ),
         checkpoints_pdf="results/cohort/figures/checkpoints.pdf",
+        forest_neighbours=report(
+            "results/cohort/figures/forest_neighbours.png",
+            caption="../report/cohort_forest.rst",
+            category="Cohort",
+            labels={"figure": "Patient-level effects: immune neighbours of CSC"},
+        ),
+        forest_neighbours_pdf="results/cohort/figures/forest_neighbours.pdf",
+        forest_checkpoints=report(
+            "results/cohort/figures/forest_checkpoints.png",
+            caption="../report/cohort_forest.rst",
+            category="Cohort",
+            labels={"figure": "Patient-level effects: checkpoint genes"},
+        ),
+        forest_checkpoints_pdf="results/cohort/figures/forest_checkpoints.pdf",
+        forest_crosstalk=report(
+            "results/cohort/figures/forest_crosstalk.png",
+            caption="../report/cohort_forest.rst",
+            category="Cohort",
+            labels={"figure": "Patient-level effects: crosstalk"},
+        ),
+        forest_crosstalk_pdf="results/cohort/figures/forest_crosstalk.pdf",
+        burden=report(
+            "results/cohort/figures/burden.png",
+            caption="../report/cohort_burden.rst",
+            category="Cohort",
+            labels={"figure": "CSC burden vs immune composition over patients"},
+        ),
+        burden_pdf="results/cohort/figures/burden.pdf",
     log:
         "logs/cohort/plot_cohort.log",
     benchmark:

@@ -27,7 +27,15 @@ from matplotlib.transforms import blended_transform_factory
 
 #: figure names written per sample, for the cohort and for QC (the workflow's outputs follow these)
 SAMPLE_FIGURES = ("umap", "scores", "csc_markers", "immune_neighbours", "checkpoints", "tissue_map")
-COHORT_FIGURES = ("composition", "neighbours", "checkpoints")
+COHORT_FIGURES = (
+    "composition",
+    "neighbours",
+    "checkpoints",
+    "forest_neighbours",
+    "forest_checkpoints",
+    "forest_crosstalk",
+    "burden",
+)
 QC_FIGURES = ("qc_cells", "qc_metrics", "signature_coverage")
 
 COMPARTMENT_COLOURS = {"malignant": "#c44e52", "immune": "#4c72b0", "stromal": "#55a868", "other": "#8c8c8c"}
@@ -739,8 +747,8 @@ def cohort_neighbours(table: pd.DataFrame, *, group: str = "CSC") -> Figure:
         f"log2 enrichment around {group}" + (f"\n(colour capped at ±{lim:g})" if top > lim else ""), fontsize=8
     )
     fig.suptitle(
-        f"Cohort: immune neighbours of {group}; * FDR < 0.05, ** < 0.01, *** < 0.001;"
-        " none: no such neighbour observed or expected",
+        f"Cohort: immune neighbours of {group}; * FDR < 0.05, ** < 0.01, *** < 0.001 (within-sample tests:"
+        " cells as replicates; the test over patients is the forest plot); none: no such neighbour",
         fontsize=10,
     )
     return fig
@@ -764,7 +772,7 @@ def cohort_checkpoints(table: pd.DataFrame) -> Figure:
     fig = _heatmap(
         val,
         q,
-        title="Cohort: checkpoint genes, CSC vs non-CSC malignant cells",
+        title="Cohort: checkpoint genes, CSC vs non-CSC malignant cells (stars: within-sample tests)",
         cbar_label="log2 fold change CSC / non-CSC",
         xlabel="gene",
         ylabel="sample",
@@ -778,13 +786,155 @@ def cohort_checkpoints(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def cohort_figures(cells: pd.DataFrame, *, neighbours: pd.DataFrame, checkpoints: pd.DataFrame) -> dict[str, Figure]:
-    """Every cohort figure of the report, keyed by the names in :data:`COHORT_FIGURES`."""
+def _fmt_p(p) -> str:
+    return "" if p is None or not np.isfinite(p) else f"p={p:.2g}"
+
+
+def forest(
+    patients: pd.DataFrame,
+    tests: pd.DataFrame,
+    *,
+    keys: list[str],
+    effect: str,
+    xlabel: str,
+    title: str,
+    facet: str = "definition",
+    max_rows: int = 25,
+) -> Figure:
+    """Forest plot of per-patient effects: one row per ``keys`` combination (e.g. neighbourhood x immune type),
+    one panel per ``facet`` value (CSC definition). Grey dots: each patient's effect (``patients[effect]``);
+    black dot and bar: the mean over patients and its 95 % t interval (``tests``: ``mean_effect``, ``ci_low``,
+    ``ci_high``, ``n_patients``, ``p``, ``fdr``); the right margin gives n patients and the test's p and FDR.
+    Rows are the ``max_rows`` with the most patients and then the smallest p, per panel."""
+    need_p, need_t = {*keys, facet, "patient", effect}, {*keys, facet, "mean_effect", "n_patients"}
+    if not need_p <= set(patients.columns) or not need_t <= set(tests.columns):
+        return placeholder("no per-patient table", title=title)
+    pt = patients[pd.to_numeric(patients[effect], errors="coerce").notna()].copy()
+    if pt.empty:
+        return placeholder("no per-patient effect (no sample had both groups)", title=title)
+    for k in keys:
+        pt[k] = pt[k].astype(str)
+    tt = tests.copy()
+    for k in keys:
+        tt[k] = tt[k].astype(str)
+    facets = list(dict.fromkeys(pt[facet].astype(str)))
+    panels = []
+    for f in facets:
+        t = tt[tt[facet].astype(str) == f].copy()
+        t["_p"] = pd.to_numeric(t.get("p"), errors="coerce").fillna(2.0)
+        t = t.sort_values(["n_patients", "_p"], ascending=[False, True]).head(max_rows)
+        t = t.sort_values("mean_effect", na_position="first")
+        panels.append((f, t))
+    n_rows = max(len(t) for _, t in panels) or 1
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.2 * len(panels), 0.32 * n_rows + 2.0), squeeze=False, layout="constrained"
+    )
+    for ax, (f, t) in zip(axes[0], panels, strict=True):
+        labels = [" · ".join(str(r[k]) for k in keys) for _, r in t.iterrows()]
+        sub = pt[pt[facet].astype(str) == f]
+        for y, (_, r) in enumerate(t.iterrows()):
+            m = np.ones(len(sub), dtype=bool)
+            for k in keys:
+                m &= sub[k].to_numpy() == r[k]
+            vals = sub.loc[m, effect].to_numpy(dtype=float)
+            ax.scatter(vals, np.full(vals.size, y), s=14, color="#9a9a9a", zorder=2)
+            lo, hi = (float(pd.to_numeric(r.get(c), errors="coerce")) for c in ("ci_low", "ci_high"))
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y, y], color="black", lw=1.4, zorder=3)
+            mean = float(pd.to_numeric(r["mean_effect"], errors="coerce"))
+            if np.isfinite(mean):
+                ax.scatter([mean], [y], s=30, color="black", zorder=4)
+            fdr = float(pd.to_numeric(r.get("fdr"), errors="coerce"))
+            txt = f"n={int(r['n_patients'])} {_fmt_p(float(pd.to_numeric(r.get('p'), errors='coerce')))}"
+            ax.annotate(f"{txt} {stars(fdr)}".strip(), (1.01, y), xycoords=("axes fraction", "data"),
+                        fontsize=7, va="center")  # fmt: skip
+        ax.axvline(0, color="#c44e52", lw=0.8, ls="--", zorder=1)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_ylim(-0.7, max(len(labels), 1) - 0.3)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_title(f"{facet}: {f}", fontsize=9)
+    fig.suptitle(
+        f"{title}\nper patient (grey) and mean over patients with 95 % CI (black); p: test over patients, * FDR < 0.05",
+        fontsize=9,
+    )
+    return fig
+
+
+def burden_scatter(burden_patients: pd.DataFrame, burden_test: pd.DataFrame, *, top: int = 6) -> Figure:
+    """CSC burden vs immune share across patients (the niche answer of dissociated data): one panel per
+    immune type (the ``top`` with the smallest p, then the largest shares), x = the burden of the test
+    table's first burden/definition, y = the type's share of the patient's cells, one dot per patient."""
+    title = "Cohort: CSC burden vs immune composition, over patients"
+    need = {"burden", "definition", "immune_type", "rho", "p", "n_patients"}
+    if burden_patients.empty or not need <= set(burden_test.columns) or "patient" not in burden_patients:
+        return placeholder("no per-patient burden table", title=title)
+    t = burden_test.copy()
+    first = t.iloc[0]
+    xcol = f"csc_fraction:{first['definition']}" if first["burden"] == "csc_fraction" else str(first["burden"])
+    if xcol not in burden_patients:
+        return placeholder(f"no column {xcol} in the per-patient burden table", title=title)
+    sel = t[(t["burden"] == first["burden"]) & (t["definition"].astype(str) == str(first["definition"]))].copy()
+    shares = {c[6:]: burden_patients[c].astype(float).mean() for c in burden_patients if c.startswith("share:")}
+    sel["_mean"] = sel["immune_type"].map(shares).fillna(0.0)
+    sel["_p"] = pd.to_numeric(sel["p"], errors="coerce").fillna(2.0)
+    sel = sel[sel["_mean"] > 0].sort_values(["_p", "_mean"], ascending=[True, False]).head(top)
+    if sel.empty:
+        return placeholder("no immune type with a share in any patient", title=title)
+    fig, axes = plt.subplots(1, len(sel), figsize=(2.6 * len(sel) + 0.6, 3.1), squeeze=False, layout="constrained")
+    x = burden_patients[xcol].to_numpy(dtype=float)
+    for ax, (_, r) in zip(axes[0], sel.iterrows(), strict=True):
+        y = burden_patients[f"share:{r['immune_type']}"].to_numpy(dtype=float)
+        ax.scatter(x, y, s=22, color="#4c72b0")
+        rho = float(pd.to_numeric(r["rho"], errors="coerce"))
+        stat = f"rho={rho:.2f} {_fmt_p(float(r['_p']) if r['_p'] <= 1 else np.nan)}" if np.isfinite(rho) else "no test"
+        ax.set_title(f"{r['immune_type']}\n{stat} (n={int(r['n_patients'])})", fontsize=8)
+        ax.set_xlabel(xcol, fontsize=7)
+        ax.set_ylabel("share of the patient's cells", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{title} (Spearman over patients; one dot per patient)", fontsize=9)
+    return fig
+
+
+def cohort_figures(
+    cells: pd.DataFrame,
+    *,
+    neighbours: pd.DataFrame,
+    checkpoints: pd.DataFrame,
+    patient_tables: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, Figure]:
+    """Every cohort figure of the report, keyed by the names in :data:`COHORT_FIGURES`.
+
+    ``patient_tables``: the cohort statistics (``neighbours_patients``/``neighbours_test``,
+    ``checkpoints_patients``/``checkpoints_test``, ``crosstalk_patients``/``crosstalk_test``,
+    ``burden_patients``/``burden_test``); absent tables give placeholder figures."""
+    pt = patient_tables or {}
+    empty = pd.DataFrame()
+
+    def get(name):
+        return pt.get(name, empty)
+
     return {
         "composition": cohort_composition(cells),
         "neighbours": cohort_neighbours(neighbours),
         "checkpoints": cohort_checkpoints(checkpoints),
-    }
+        "forest_neighbours": forest(
+            get("neighbours_patients"), get("neighbours_test"), keys=["neighbourhood", "immune_type"],
+            effect="effect", xlabel="log2 enrichment around CSC (per patient)",
+            title="Immune neighbours of CSC: patient-level effects",
+        ),
+        "forest_checkpoints": forest(
+            get("checkpoints_patients"), get("checkpoints_test"), keys=["gene"], effect="log2fc_csc_vs_noncsc",
+            xlabel="pseudobulk log2 CPM, CSC - non-CSC (per patient)",
+            title="Checkpoint genes: patient-level effects",
+        ),
+        "forest_crosstalk": forest(
+            get("crosstalk_patients"), get("crosstalk_test"), keys=["ligand", "receptor", "target"],
+            effect="interaction_diff", xlabel="interaction difference CSC - non-CSC (per patient)",
+            title="Crosstalk to immune receivers: patient-level effects",
+        ),
+        "burden": burden_scatter(get("burden_patients"), get("burden_test")),
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------- QC
