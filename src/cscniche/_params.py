@@ -111,10 +111,13 @@ class QcParams(Params):
 
 @dataclass(frozen=True)
 class ScaleParams(Params):
-    """``scale``: cells analysed per sample (a uniform sketch above it; every cell is projected)."""
+    """``scale``: cells analysed per sample (a sketch above it; every cell is projected). ``spatial_sketch``:
+    how a sample with coordinates is sketched, ``region`` (the ``max_cells`` cells nearest the slide's centre:
+    physical neighbourhoods kept) or ``uniform`` (a uniform sample: neighbourhoods widen)."""
 
     section: ClassVar[str] = "scale"
     max_cells: int | None = 100000
+    spatial_sketch: str = "region"
 
 
 @dataclass(frozen=True)

@@ -72,11 +72,13 @@ def test_analysis_reads_a_seeded_uniform_sketch_above_max_cells(tmp_path, monkey
     a.write_h5ad(path)
     full = read_for_analysis(path, sample="s1", max_cells=None)
     assert full.n_obs == 400 and full.uns["cscniche"]["sketch"]["n_cells_analysed"] == 400
-    one = read_for_analysis(path, sample="s1", max_cells=150, seed=7)
-    two = read_for_analysis(path, sample="s1", max_cells=150, seed=7)
-    other = read_for_analysis(path, sample="s1", max_cells=150, seed=8)
+    kw = {"sample": "s1", "max_cells": 150, "spatial_sketch": "uniform"}  # the data have coordinates
+    one = read_for_analysis(path, seed=7, **kw)
+    two = read_for_analysis(path, seed=7, **kw)
+    other = read_for_analysis(path, seed=8, **kw)
     assert one.n_obs == 150 and list(one.obs_names) == list(two.obs_names) != list(other.obs_names)
-    assert one.uns["cscniche"]["sketch"] == {"n_cells_qc": 400, "n_cells_analysed": 150, "seed": 7, "max_cells": 150}
+    assert one.uns["cscniche"]["sketch"] == {"n_cells_qc": 400, "n_cells_analysed": 150, "seed": 7, "max_cells": 150,
+                                             "kind": "uniform"}  # fmt: skip
     rows = sketch(400, 150, seed=7)
     assert np.all(np.diff(rows) > 0) and list(one.obs_names) == list(a.obs_names[rows])
     ref = a[rows].copy()
@@ -90,3 +92,45 @@ def test_analysis_reads_a_seeded_uniform_sketch_above_max_cells(tmp_path, monkey
     for s in range(400):
         hits[sketch(400, 150, seed=s)] += 1
     assert abs(hits.mean() / 400 - 150 / 400) < 1e-12 and hits.std() / 400 < 0.05
+
+
+def test_a_slide_is_sketched_by_region_and_keeps_its_physical_neighbourhoods(tmp_path):
+    """Above max_cells a slide (obsm['spatial']) is analysed on the cells nearest its centre: interior cells keep
+    the k nearest cells they have in the whole tissue; a uniform sketch of the same size widens them."""
+    from scipy.spatial import cKDTree
+
+    from cscniche.niche._definitions import sketch_info
+    from cscniche.preprocess._embed import read_for_analysis, region_sketch
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    a = _counts(n=n)
+    a.obsm["spatial"] = rng.uniform(0, 1000, (n, 2))
+    path = tmp_path / "qc.h5ad"
+    a.write_h5ad(path)
+    reg = read_for_analysis(path, sample="s1", max_cells=1000)
+    assert reg.n_obs == 1000 and reg.uns["cscniche"]["sketch"]["kind"] == "region"
+    rows = region_sketch(a.obsm["spatial"], 1000)
+    assert list(reg.obs_names) == list(a.obs_names[rows])
+    xy = a.obsm["spatial"]
+    d_centre = np.hypot(*(xy - np.median(xy, axis=0)).T)
+    assert d_centre[rows].max() <= np.delete(d_centre, rows).min()  # a disc: every cell nearer than the rest
+    # physical neighbourhoods: the 10 nearest cells of the region's interior cells, in the sketch vs the tissue
+    k = 10
+    _, nn_full = cKDTree(xy).query(xy, k + 1)
+    inner = rows[d_centre[rows] < 0.8 * d_centre[rows].max()]
+    _, nn_reg = cKDTree(xy[rows]).query(xy[inner], k + 1)
+    same = np.mean([set(rows[nn_reg[i]]) == set(nn_full[c]) for i, c in enumerate(inner)])
+    print(f"region sketch: interior cells with the tissue's own 10 nearest cells: {same:.3f}")
+    assert same == 1.0
+    uni = read_for_analysis(path, sample="s1", max_cells=1000, spatial_sketch="uniform")
+    urows = a.obs_names.get_indexer(uni.obs_names)
+    du, _ = cKDTree(xy[urows]).query(xy[urows], k + 1)
+    df, _ = cKDTree(xy).query(xy[urows], k + 1)
+    widen = float(np.median(du[:, -1] / df[:, -1]))
+    print(f"uniform sketch of 1/3 of the cells: the 10th neighbour is {widen:.2f}x further")
+    assert 1.5 < widen < 2.0  # ~sqrt(3)
+    assert sketch_info(reg)[0] and "region sketch" in sketch_info(reg)[1]
+    assert "reach ~1.7x further" in sketch_info(uni)[1]
+    with pytest.raises(ValueError, match="spatial_sketch"):
+        read_for_analysis(path, sample="s1", max_cells=1000, spatial_sketch="tiles")

@@ -29,7 +29,7 @@ def _analyse(demo_raw, tmp_path, max_cells):
     adata = cn.preprocess.embed_sample(
         tmp_path / "qc.h5ad",
         sample="demo",
-        scale=cn.ScaleParams(max_cells=max_cells),
+        scale=cn.ScaleParams(max_cells=max_cells, spatial_sketch="uniform"),  # projection from a uniform sample
         embedding=cn.EmbeddingParams(umap=False),
     )
     cn.preprocess.annotate(adata, markers=DATA / "markers.tsv", compartments=DATA / "compartments.tsv")

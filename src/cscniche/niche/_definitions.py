@@ -70,11 +70,17 @@ def definition_groups(adata: ad.AnnData, csc: np.ndarray) -> np.ndarray:
 def sketch_info(adata: ad.AnnData) -> tuple[bool, str]:
     """Whether the AnnData is a sketch (``uns['cscniche']['sketch']``) and a note for spatial tables.
 
-    The spatial graph is built on the analysed cells only, so on a sketch each cell's k nearest cells reach
+    A region sketch (``kind = 'region'``, the default for slides) keeps physical neighbourhoods. On a uniform
+    sketch the spatial graph is built on the analysed cells only, so each cell's k nearest cells reach
     further than in the tissue (physical neighbourhoods widen roughly by sqrt(n_qc / n_analysed)).
     """
     info = adata.uns.get("cscniche", {}).get("sketch", {}) or {}
     n_qc, n_an = int(info.get("n_cells_qc", 0) or 0), int(info.get("n_cells_analysed", 0) or 0)
+    if n_qc and n_an and n_an < n_qc and str(info.get("kind", "uniform")) == "region":
+        return True, (
+            f"region sketch: the {n_an} of {n_qc} cells nearest the slide's centre; physical neighbourhoods as in "
+            "the tissue except at the region's rim; the rest of the slide is not in the niche statistics"
+        )
     if n_qc and n_an and n_an < n_qc:
         widen = float(np.sqrt(n_qc / n_an))
         return True, (

@@ -26,26 +26,68 @@ def sketch(n_obs: int, max_cells: int | None, *, seed: int = 0) -> np.ndarray | 
     return np.sort(np.random.default_rng(seed).choice(n_obs, int(max_cells), replace=False))
 
 
+def region_sketch(coords: np.ndarray, max_cells: int | None) -> np.ndarray | None:
+    """Positions (increasing) of the ``max_cells`` cells nearest the slide's centre, or ``None`` when there is no
+    limit or no more cells than that: one contiguous region, so every analysed cell keeps the physical
+    neighbours it has in the tissue, except at the region's rim. The centre is the coordinate-wise median of the
+    cells (deterministic; ties in distance broken by position)."""
+    xy = np.asarray(coords, dtype=np.float64)[:, :2]
+    n_obs = xy.shape[0]
+    if not max_cells or n_obs <= max_cells:
+        return None
+    d2 = ((xy - np.median(xy, axis=0)) ** 2).sum(axis=1)
+    return np.sort(np.lexsort((np.arange(n_obs), d2))[: int(max_cells)])
+
+
+def _coordinates(path: str | Path) -> np.ndarray | None:
+    """``obsm['spatial']`` of an ``.h5ad`` file (finite n x >= 2 numbers), else ``None``."""
+    m = ondisk.read_elem(path, "obsm/spatial", default=None)
+    if m is None:
+        return None
+    m = np.asarray(m.to_numpy() if hasattr(m, "to_numpy") else m)
+    if m.ndim != 2 or m.shape[1] < 2 or not np.issubdtype(m.dtype, np.number):
+        return None
+    return m[:, :2].astype(np.float64) if np.isfinite(m[:, :2].astype(np.float64)).all() else None
+
+
 def read_for_analysis(
-    path: str | Path, *, sample: str, max_cells: int | None = None, target_sum: float = 1e4, seed: int = 0
+    path: str | Path,
+    *,
+    sample: str,
+    max_cells: int | None = None,
+    target_sum: float = 1e4,
+    seed: int = 0,
+    spatial_sketch: str = "region",
 ) -> ad.AnnData:
     """The QC-passed counts of ``path`` in memory, normalised (:func:`normalise`), or a sketch of them.
 
-    With more than ``max_cells`` cells only a seeded uniform sketch of ``max_cells`` cells is read
-    (:func:`sketch`, :func:`cscniche.load._ondisk.read_h5ad`); ``uns['cscniche']['sketch']`` records the sizes.
+    With more than ``max_cells`` cells only a sketch of ``max_cells`` cells is read
+    (:func:`cscniche.load._ondisk.read_h5ad`): for a file with ``obsm['spatial']`` and ``spatial_sketch =
+    'region'`` the cells nearest the slide's centre (:func:`region_sketch`), else a seeded uniform sample
+    (:func:`sketch`). ``uns['cscniche']['sketch']`` records the sizes and the kind (``region``/``uniform``).
     """
+    if spatial_sketch not in ("region", "uniform"):
+        raise ValueError(f"scale.spatial_sketch must be 'region' or 'uniform', not {spatial_sketch!r}")
     n_obs = ondisk.shape(path)[0]
-    rows = sketch(n_obs, max_cells, seed=seed)
+    kind = "uniform"
+    coords = _coordinates(path) if spatial_sketch == "region" and max_cells and n_obs > max_cells else None
+    if coords is not None and coords.shape[0] == n_obs:
+        rows, kind = region_sketch(coords, max_cells), "region"
+    else:
+        rows = sketch(n_obs, max_cells, seed=seed)
     adata = ondisk.read_h5ad(path, rows)
     adata.layers["counts"] = adata.X
     normalise(adata, target_sum=target_sum)
     info = adata.uns.setdefault("cscniche", {})
     info["sketch"] = {"n_cells_qc": int(n_obs), "n_cells_analysed": int(adata.n_obs), "seed": int(seed),
-                      "max_cells": int(max_cells or 0)}  # fmt: skip
+                      "max_cells": int(max_cells or 0), "kind": kind if rows is not None else "none"}  # fmt: skip
     if rows is not None:
+        what = (
+            "the cells nearest the slide's centre (a region sketch)" if kind == "region" else "a seeded uniform sketch"
+        )
         log.warning(
-            "sample %s: %d cells passed QC; the analysis runs on a seeded uniform sketch of %d (scale.max_cells)",
-            sample, n_obs, adata.n_obs,
+            "sample %s: %d cells passed QC; the analysis runs on %s of %d (scale.max_cells)",
+            sample, n_obs, what, adata.n_obs,
         )  # fmt: skip
     return adata
 

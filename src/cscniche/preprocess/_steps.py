@@ -60,7 +60,7 @@ def embed_sample(
     scale: ScaleParams = ScaleParams(),
     seed: int = 0,
 ) -> ad.AnnData:
-    """Read the QC-passed counts (a uniform sketch of ``scale.max_cells`` when there are more), normalise, :func:`embed`.
+    """Read the QC-passed counts (a sketch of ``scale.max_cells`` when there are more), normalise, :func:`embed`.
 
     Returns
     -------
@@ -70,7 +70,10 @@ def embed_sample(
     ----
     Those of :func:`embed`, and ``uns['cscniche']['sketch']`` (cells read and in the file).
     """
-    adata = _emb.read_for_analysis(path, sample=sample, max_cells=scale.max_cells, target_sum=qc.target_sum, seed=seed)
+    adata = _emb.read_for_analysis(
+        path, sample=sample, max_cells=scale.max_cells, target_sum=qc.target_sum, seed=seed,
+        spatial_sketch=scale.spatial_sketch,
+    )  # fmt: skip
     embed(adata, embedding=embedding, seed=seed)
     return adata
 
