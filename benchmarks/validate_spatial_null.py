@@ -231,9 +231,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced version (fewer slides and permutations)")
     ap.add_argument("--permutations", type=int, default=None)
+    ap.add_argument("--only", choices=["sim", "real"], default=None, help="run only the simulations or the real slides")
+    ap.add_argument("--real-labellings", type=int, default=None, help="pseudo-CSC labellings per real slide")
     args = ap.parse_args(argv)
     n_null, n_power, n_real, n_perm = (90, 90, 60, 199) if args.quick else (600, 360, 210, 499)
     n_perm = args.permutations or n_perm
+    n_real = args.real_labellings or n_real
+    if args.only == "real":
+        return None, None, real_section(n_real, n_perm, time.time())
     sizes = (50, 150, 400)
     t0 = time.time()
     pd.set_option("display.width", 160)
@@ -295,6 +300,22 @@ def main(argv=None):
     print(tab.round(3).to_string())
     print(f"[{time.time() - t0:.0f} s]")
 
+    real_df = None if args.only == "sim" else real_section(n_real, n_perm, t0)
+    print(f"\ntotal time {time.time() - t0:.0f} s")
+    return null_df, pw, real_df
+
+
+def _wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson 95 % interval of a binomial share k / n."""
+    if n == 0:
+        return np.nan, np.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def real_section(n_real, n_perm, t0):
     print(f"\n== 3. real tissue: {n_real} pseudo-CSC contiguous patches per slide, {n_perm} permutations")
     real_df, ragree = run_real(n_real, n_perm)
     for name, g in real_df.groupby("set") if len(real_df) else []:
@@ -303,13 +324,18 @@ def main(argv=None):
               f"identity agreement {ragree[name]:.3f}")  # fmt: skip
         tab = fp_table(g)
         tab["n_links_type"] = g[g.null == "spatial_shift"].groupby("immune_type")["observed"].mean().round(1)
+        sh = g[g.null == "spatial_shift"].groupby("immune_type").p
+        tab["shift_n"] = sh.apply(lambda p: int(p.notna().sum()))
+        tab["shift_ci95"] = sh.apply(
+            lambda p: "{:.3f}-{:.3f}".format(*_wilson(float((p < 0.05).sum()), int(p.notna().sum())))
+        )
         print(tab.to_string())
         print(
             "by patch size:",
             g.assign(sig=g.p < 0.05).pivot_table(index="size", columns="null", values="sig").round(3).to_dict(),
         )
-    print(f"\ntotal time {time.time() - t0:.0f} s")
-    return null_df, pw, real_df
+    print(f"[{time.time() - t0:.0f} s]")
+    return real_df
 
 
 if __name__ == "__main__":
