@@ -209,6 +209,7 @@ class CnvParams(Params):
     reference_compartments: tuple[str, ...] = ("immune", "stromal")
     quantile: float = 0.99
     min_genes_with_position: int = 500
+    min_genes_for_calls: int = 1000
     min_reference_cells: int = 20
     window_size: int = 100
     step: int = 10

@@ -65,6 +65,9 @@ def sample_summary(sample: str, results: str | Path = "results") -> dict:
             m = _PER_DEFINITION.match(str(col))
             if m:
                 definitions[m.group(1)] = _int(s[col])
+        for col in ("candidate_warning", "cnv_warning"):  # how the malignant cells were found, when it matters
+            if col in s and pd.notna(s[col]) and str(s[col]).strip():
+                warnings.append(str(s[col]).strip())
         if row["n_malignant"] == 0:
             warnings.append("no malignant cell: no CSC can be called, the niche tables are empty")
         elif row["n_csc"] == 0:

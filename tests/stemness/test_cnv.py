@@ -152,3 +152,21 @@ def test_block_by_block_infercnv_equals_one_infercnvpy_call(demo_annotated):
     assert x_cnv.shape == whole.shape and x_cnv.dtype == np.float32
     np.testing.assert_allclose(x_cnv.toarray(), whole, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(msq, np.mean(whole**2, axis=1), rtol=1e-12)
+
+
+def test_a_targeted_panel_keeps_the_labels_and_says_so(demo_annotated):
+    """Under cnv.min_genes_for_calls positioned genes the CNV score is reported but the labelled candidates are
+    the malignant cells, with a warning; at 0 the same 900 genes let the CNV decide (and reject cells)."""
+    keep = np.sort(np.random.default_rng(0).choice(demo_annotated.n_vars, 900, replace=False))
+    a = demo_annotated[:, keep].copy()
+    labelled = (a.obs["compartment"] == "malignant").to_numpy()
+    table = cn.stemness.cnv(a, sample="panel", cnv=DEMO_CNV)
+    row = table.iloc[0]
+    assert row["n_genes_with_position"] < 1000
+    np.testing.assert_array_equal(a.obs["malignant"].to_numpy(bool), labelled)
+    assert "not CNV-confirmed" in row["cnv_warning"] and "panel" in row["cnv_warning"]
+    assert "not used" in row["rule"] and 0 < row["cnv_only_f1"] <= 1
+    b = demo_annotated[:, keep].copy()
+    strict = cn.stemness.cnv(b, sample="panel", cnv=cn.CnvParams(gene_positions="", min_genes_for_calls=0)).iloc[0]
+    assert "cnv_warning" not in strict or pd.isna(strict.get("cnv_warning"))
+    assert not (b.obs["malignant"].to_numpy(bool) & ~labelled).any()

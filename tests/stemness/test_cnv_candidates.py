@@ -97,3 +97,22 @@ def test_real_tumour_labelled_epithelial_gets_its_malignant_cells():
           f"'Cancer Epithelial'; CNV-only F1 {row['cnv_only_f1']:.3f}")  # fmt: skip
     assert row["candidate_rule"] == "labels" and row["n_candidate"] == 134
     assert f1 >= 0.85 and row["cnv_only_f1"] >= 0.85
+
+
+@pytest.mark.slow
+def test_small_real_panel_is_run_on_its_labels_with_a_warning():
+    """MERFISH lung (479 genes, 460 positioned; ~27 s): too few genes for CNV is a panel, not a naming mismatch
+    -- no error; the 634 "Epithelial" candidates are the malignant cells, and the table says they are not
+    CNV-confirmed."""
+    from conftest import shared_file
+
+    from cscniche.load import _readers as io
+
+    a = io.load_sample(shared_file("spatial/merfish_lung_tessera.h5ad"), sample="merfish", cell_type_key="type")
+    a, _ = cn.preprocess.qc(a, sample="merfish")
+    cn.preprocess.embed(a, embedding=cn.EmbeddingParams(umap=False))
+    cn.preprocess.annotate(a, cell_type_key="type")
+    row = cn.stemness.cnv(a, sample="merfish").iloc[0]
+    assert row["n_genes_with_position"] < 500 and row["n_malignant"] == row["n_candidate"] == 634
+    assert "not CNV-confirmed" in row["cnv_warning"] and "panel too small" in row["rule"]
+    assert set(a.obs.loc[a.obs["malignant"], "cell_type"]) == {"Epithelial"}

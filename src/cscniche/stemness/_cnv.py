@@ -226,7 +226,15 @@ def call_malignant(
     by_label = np.isin(comp, list(candidate_compartments))
     candidate = by_label
     ref = np.isin(comp, list(reference_compartments))
-    n_pos = annotate_positions(adata, positions, min_genes=params.min_genes_with_position, sample=sample)
+    n_any = annotate_positions(adata, positions, min_genes=0, sample=sample)
+    # a small panel (most of its genes positioned, but fewer than min_genes_with_position: MERFISH 479 genes)
+    # is not a gene-naming mismatch: no CNV at all, the labelled candidates are malignant (warned below)
+    small_panel = n_any < params.min_genes_with_position and n_any >= 0.5 * adata.n_vars
+    n_pos = (
+        n_any
+        if small_panel
+        else annotate_positions(adata, positions, min_genes=params.min_genes_with_position, sample=sample)
+    )
     row = {
         "sample": sample,
         "n_cells": adata.n_obs,
@@ -234,7 +242,24 @@ def call_malignant(
         "n_reference": int(ref.sum()),
         "n_candidate": int(candidate.sum()),
     }
-    if ref.sum() < min_reference_cells:
+    if small_panel:
+        adata.obs["cnv_score"] = np.nan
+        adata.obs["cnv_high"] = False
+        adata.obs["cnv_reference"] = np.where(ref, "baseline", "no")
+        chosen = choose_candidates(
+            comp, None, candidate_compartments=candidate_compartments,
+            reference_compartments=reference_compartments, sample=sample,
+        )  # fmt: skip
+        candidate = chosen.candidate
+        malignant = candidate
+        row["cnv_warning"] = (
+            f"sample {sample}: only {n_pos} genes with a position (< cnv.min_genes_with_position = "
+            f"{params.min_genes_with_position}, a targeted panel): no CNV inferred, malignant = the labelled "
+            "candidate cells, not CNV-confirmed"
+        )
+        log.warning("%s", row["cnv_warning"])
+        row.update(threshold=np.nan, rule="compartment only (panel too small for CNV)")
+    elif ref.sum() < min_reference_cells:
         log.warning(
             "sample %s: only %d reference (%s) cells; CNV cannot be calibrated, malignant = compartment %s",
             sample,
@@ -274,6 +299,17 @@ def call_malignant(
         )  # fmt: skip
         candidate = chosen.candidate
         malignant = candidate & high
+        if n_pos < params.min_genes_for_calls and chosen.rule == "labels":
+            # a targeted panel: too few genes per chromosome arm for the running window to see arm-level
+            # changes; the CNV score is kept and reported (cnv_only_*) but the author labels decide
+            malignant = candidate.copy()
+            panel_note = (
+                f"sample {sample}: only {n_pos} genes with a position (< cnv.min_genes_for_calls = "
+                f"{params.min_genes_for_calls}): CNV cannot resolve chromosome arms, so malignant = the "
+                "labelled candidate cells, not CNV-confirmed"
+            )
+            log.warning("%s", panel_note)
+            row["cnv_warning"] = panel_note
         adata.obs["cnv_score"] = score
         adata.obs["cnv_high"] = high
         adata.obs["cnv_reference"] = np.where(baseline, "baseline", np.where(held_out, "held_out", "no"))
@@ -281,7 +317,9 @@ def call_malignant(
         row.update(
             threshold=thr,
             rule=f"compartment in {'/'.join(candidate_compartments)} and cnv_score > quantile {quantile:g} "
-            "of held-out reference cells",
+            "of held-out reference cells"
+            if "cnv_warning" not in row
+            else f"compartment in {'/'.join(candidate_compartments)} (CNV reported, not used: too few genes)",
             n_cnv_high=int(high.sum()),
             held_out_pass_fraction=float(high[held_out].mean()) if held_out.any() else np.nan,
         )

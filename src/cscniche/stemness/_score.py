@@ -509,6 +509,8 @@ def stemness_summary(
     cnv = info.get("cnv")
     if isinstance(cnv, pd.DataFrame) and "candidate_warning" in cnv and len(cnv):
         row["candidate_warning"] = str(cnv["candidate_warning"].iloc[0])
+    if isinstance(cnv, pd.DataFrame) and "cnv_warning" in cnv and len(cnv) and pd.notna(cnv["cnv_warning"].iloc[0]):
+        row["cnv_warning"] = str(cnv["cnv_warning"].iloc[0])
     return pd.DataFrame([row])
 
 
