@@ -790,6 +790,12 @@ def _fmt_p(p) -> str:
     return "" if p is None or not np.isfinite(p) else f"p={p:.2g}"
 
 
+def _num(row: pd.Series, col: str) -> float:
+    """``row[col]`` as a float; NaN when absent or not a number."""
+    v = pd.to_numeric(pd.Series([row.get(col, np.nan)]), errors="coerce").iloc[0]
+    return float(v) if pd.notna(v) else float("nan")
+
+
 def forest(
     patients: pd.DataFrame,
     tests: pd.DataFrame,
@@ -821,7 +827,7 @@ def forest(
     panels = []
     for f in facets:
         t = tt[tt[facet].astype(str) == f].copy()
-        t["_p"] = pd.to_numeric(t.get("p"), errors="coerce").fillna(2.0)
+        t["_p"] = pd.to_numeric(t["p"], errors="coerce").fillna(2.0) if "p" in t else 2.0
         t = t.sort_values(["n_patients", "_p"], ascending=[False, True]).head(max_rows)
         t = t.sort_values("mean_effect", na_position="first")
         panels.append((f, t))
@@ -838,14 +844,14 @@ def forest(
                 m &= sub[k].to_numpy() == r[k]
             vals = sub.loc[m, effect].to_numpy(dtype=float)
             ax.scatter(vals, np.full(vals.size, y), s=14, color="#9a9a9a", zorder=2)
-            lo, hi = (float(pd.to_numeric(r.get(c), errors="coerce")) for c in ("ci_low", "ci_high"))
+            lo, hi = _num(r, "ci_low"), _num(r, "ci_high")
             if np.isfinite(lo) and np.isfinite(hi):
                 ax.plot([lo, hi], [y, y], color="black", lw=1.4, zorder=3)
-            mean = float(pd.to_numeric(r["mean_effect"], errors="coerce"))
+            mean = _num(r, "mean_effect")
             if np.isfinite(mean):
                 ax.scatter([mean], [y], s=30, color="black", zorder=4)
-            fdr = float(pd.to_numeric(r.get("fdr"), errors="coerce"))
-            txt = f"n={int(r['n_patients'])} {_fmt_p(float(pd.to_numeric(r.get('p'), errors='coerce')))}"
+            fdr = _num(r, "fdr")
+            txt = f"n={int(r['n_patients'])} {_fmt_p(_num(r, 'p'))}"
             ax.annotate(f"{txt} {stars(fdr)}".strip(), (1.01, y), xycoords=("axes fraction", "data"),
                         fontsize=7, va="center")  # fmt: skip
         ax.axvline(0, color="#c44e52", lw=0.8, ls="--", zorder=1)
@@ -886,7 +892,7 @@ def burden_scatter(burden_patients: pd.DataFrame, burden_test: pd.DataFrame, *, 
     for ax, (_, r) in zip(axes[0], sel.iterrows(), strict=True):
         y = burden_patients[f"share:{r['immune_type']}"].to_numpy(dtype=float)
         ax.scatter(x, y, s=22, color="#4c72b0")
-        rho = float(pd.to_numeric(r["rho"], errors="coerce"))
+        rho = _num(r, "rho")
         stat = f"rho={rho:.2f} {_fmt_p(float(r['_p']) if r['_p'] <= 1 else np.nan)}" if np.isfinite(rho) else "no test"
         ax.set_title(f"{r['immune_type']}\n{stat} (n={int(r['n_patients'])})", fontsize=8)
         ax.set_xlabel(xcol, fontsize=7)

@@ -209,7 +209,10 @@ def call_malignant(
     ``obs['cnv_reference']`` (baseline | held_out | no), ``obs['malignant']`` (candidate compartment and
     ``cnv_high``), ``obsm['X_cnv']`` and ``uns['cscniche']['cnv']``. With fewer than ``min_reference_cells``
     reference cells the CNV step cannot be calibrated: the malignant set falls back to the candidate
-    compartment, with a warning and ``rule = compartment only`` in the table.
+    compartment, with a warning and ``rule = compartment only`` in the table. Targeted panels: under
+    ``params.min_genes_for_calls`` positioned genes the CNV score is computed but the labelled candidates are
+    malignant; under ``params.min_genes_with_position`` with most genes positioned (a small panel, not a
+    naming mismatch) no CNV is inferred; both write ``cnv_warning`` in the table.
     """
     candidate_compartments, reference_compartments = params.candidate_compartments, params.reference_compartments
     quantile, min_reference_cells = params.quantile, params.min_reference_cells
