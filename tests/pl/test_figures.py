@@ -417,7 +417,10 @@ def _five_patient_neighbours() -> pd.DataFrame:
         t["definition"] = "phenotype"
         t.loc[t["immune_type"] == "Macrophage", "log2_enrichment"] = 1.0 + shift
         t.loc[t["immune_type"] == "NK", "log2_enrichment"] = shift * 3
-        frames.append(t)
+        cont = t[(t["group"] == "CSC") & (t["immune_type"] == "Macrophage")].assign(
+            definition="continuous", group="stemness", log2_enrichment=np.nan, rho=0.3 + shift
+        )
+        frames += [t, cont]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -428,19 +431,25 @@ def test_forest_plot_draws_every_patient_and_the_test_over_patients():
     eff, test = st.neighbour_effects(nb, {f"s{i}": f"P{i}" for i in range(5)})
     fig = plotting.forest(eff, test, keys=["neighbourhood", "immune_type"], effect="effect",
                           xlabel="log2 enrichment", title="neighbours")  # fmt: skip
-    ax = fig.axes[0]
+    ax = next(a for a in fig.axes if a.get_title() == "definition: phenotype")
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert "spatial · Macrophage" in labels and "knn · NK" in labels
     y = labels.index("spatial · Macrophage")
     grey = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 5]
     xs = sorted(float(x) for c in grey for x, yy in c.get_offsets() if yy == y)
     assert xs == pytest.approx([0.8, 0.9, 1.0, 1.1, 1.2])  # one grey dot per patient, at its effect
-    row = test[(test.neighbourhood == "spatial") & (test.immune_type == "Macrophage")].iloc[0]
+    row = test[
+        (test.definition == "phenotype") & (test.neighbourhood == "spatial") & (test.immune_type == "Macrophage")
+    ]
+    row = row.iloc[0]
     assert row["n_patients"] == 5 and row["p"] < 0.01 and row["ci_low"] > 0.5
     margin = [t.get_text() for t in ax.texts]
     assert any(m.startswith("n=5 p=") and m.endswith("*") for m in margin)  # significant over patients
     # rows are ordered by the mean effect: Macrophage (mean 1.0) above NK (mean 0)
     assert labels.index("spatial · Macrophage") > labels.index("spatial · NK")
+    assert ax.get_xlabel() == "log2 enrichment"
+    cont = [a for a in fig.axes if a.get_title() == "definition: continuous"]
+    assert len(cont) == 1 and cont[0].get_xlabel() == "spearman_rho (per patient)"
     empty = plotting.forest(eff.iloc[:0], test, keys=["immune_type"], effect="effect", xlabel="", title="t")
     assert "no per-patient effect" in " ".join(_texts(empty))
     plt.close("all")

@@ -858,7 +858,10 @@ def forest(
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_ylim(-0.7, max(len(labels), 1) - 0.3)
-        ax.set_xlabel(xlabel, fontsize=8)
+        kinds = sorted(set(sub["effect_kind"].astype(str))) if "effect_kind" in sub else []
+        kind = kinds[0] if len(kinds) == 1 else ""
+        # the continuous rows of a table hold another statistic (Spearman rho), named on their panel
+        ax.set_xlabel(xlabel if kind in ("", "log2_enrichment") else f"{kind} (per patient)", fontsize=8)
         ax.set_title(f"{facet}: {f}", fontsize=9)
     fig.suptitle(
         f"{title}\nper patient (grey) and mean over patients with 95 % CI (black); p: test over patients, * FDR < 0.05",
