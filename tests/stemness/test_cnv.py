@@ -170,3 +170,10 @@ def test_a_targeted_panel_keeps_the_labels_and_says_so(demo_annotated):
     strict = cn.stemness.cnv(b, sample="panel", cnv=cn.CnvParams(gene_positions="", min_genes_for_calls=0)).iloc[0]
     assert "cnv_warning" not in strict or pd.isna(strict.get("cnv_warning"))
     assert not (b.obs["malignant"].to_numpy(bool) & ~labelled).any()
+
+
+def test_too_few_reference_cells_keep_the_labels(demo_annotated):
+    a = demo_annotated.copy()
+    row = cn.stemness.cnv(a, sample="d", cnv=cn.CnvParams(gene_positions="", min_reference_cells=10**6)).iloc[0]
+    assert row["rule"] == "compartment only (too few reference cells)" and "cnv_warning" not in row
+    np.testing.assert_array_equal(a.obs["malignant"].to_numpy(bool), (a.obs["compartment"] == "malignant").to_numpy())

@@ -245,7 +245,24 @@ def call_malignant(
         "n_reference": int(ref.sum()),
         "n_candidate": int(candidate.sum()),
     }
-    if small_panel:
+    if small_panel or ref.sum() < min_reference_cells:  # no CNV: the labelled candidates are malignant
+        if small_panel:
+            row["cnv_warning"] = (
+                f"sample {sample}: only {n_pos} genes with a position (< cnv.min_genes_with_position = "
+                f"{params.min_genes_with_position}, a targeted panel): no CNV inferred, malignant = the labelled "
+                "candidate cells, not CNV-confirmed"
+            )
+            log.warning("%s", row["cnv_warning"])
+            rule = "compartment only (panel too small for CNV)"
+        else:
+            log.warning(
+                "sample %s: only %d reference (%s) cells; CNV cannot be calibrated, malignant = compartment %s",
+                sample,
+                ref.sum(),
+                "/".join(reference_compartments),
+                "/".join(candidate_compartments),
+            )
+            rule = "compartment only (too few reference cells)"
         adata.obs["cnv_score"] = np.nan
         adata.obs["cnv_high"] = False
         adata.obs["cnv_reference"] = np.where(ref, "baseline", "no")
@@ -255,31 +272,7 @@ def call_malignant(
         )  # fmt: skip
         candidate = chosen.candidate
         malignant = candidate
-        row["cnv_warning"] = (
-            f"sample {sample}: only {n_pos} genes with a position (< cnv.min_genes_with_position = "
-            f"{params.min_genes_with_position}, a targeted panel): no CNV inferred, malignant = the labelled "
-            "candidate cells, not CNV-confirmed"
-        )
-        log.warning("%s", row["cnv_warning"])
-        row.update(threshold=np.nan, rule="compartment only (panel too small for CNV)")
-    elif ref.sum() < min_reference_cells:
-        log.warning(
-            "sample %s: only %d reference (%s) cells; CNV cannot be calibrated, malignant = compartment %s",
-            sample,
-            ref.sum(),
-            "/".join(reference_compartments),
-            "/".join(candidate_compartments),
-        )
-        adata.obs["cnv_score"] = np.nan
-        adata.obs["cnv_high"] = False
-        adata.obs["cnv_reference"] = np.where(ref, "baseline", "no")
-        chosen = choose_candidates(
-            comp, None, candidate_compartments=candidate_compartments,
-            reference_compartments=reference_compartments, sample=sample,
-        )  # fmt: skip
-        candidate = chosen.candidate
-        malignant = candidate
-        row.update(threshold=np.nan, rule="compartment only (too few reference cells)")
+        row.update(threshold=np.nan, rule=rule)
     else:
         rng = np.random.default_rng(seed)
         ref_idx = np.flatnonzero(ref)
