@@ -41,3 +41,16 @@ def test_code_style(cmd):
     args = [a for a in cmd[1:] if a != "benchmarks" or (ROOT / "benchmarks").exists()]
     res = _run(exe, *args)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_squidpy_enrichment_is_opt_in(on):
+    # squidpy's nhood_enrichment permutes every label (anti-conservative for patchy CSC, issue 16) and costs
+    # ~17 s per small sample (issue 18): scheduled only with neighbours.squidpy_enrichment
+    res = _run(
+        sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(ROOT), "--forceall",
+        "--config", f"neighbours={{'squidpy_enrichment': {on}}}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = [ln.split()[0] for ln in res.stdout.splitlines() if ln.strip().startswith("nhood_enrichment ")]
+    assert bool(jobs) == on, res.stdout[-2000:]

@@ -225,6 +225,7 @@ class NeighboursParams(Params):
     spatial_k: int = 10
     spatial_radius: float | None = None
     spatial_null: str = "spatial_shift"
+    squidpy_enrichment: bool = False
 
     def __post_init__(self):
         if self.spatial_null not in ("spatial_shift", "label_permutation"):
