@@ -320,5 +320,8 @@ def shared_knn(
         sc.pp.combat(joint, key=batch_key)
     n_comps = pca_size(n_pcs, n_obs=joint.n_obs, n_genes=joint.n_vars, minimum=1)
     sc.pp.pca(joint, n_comps=n_comps, random_state=seed)
+    from .._numba import import_umap
+
+    import_umap()  # scanpy's kNN connectivities use umap-learn: compiled once, then cached on disk
     sc.pp.neighbors(joint, n_neighbors=n_neighbors, use_rep="X_pca", random_state=seed)
     return joint

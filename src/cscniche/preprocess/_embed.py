@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
+from .._numba import import_umap
 from .._params import EmbeddingParams
 from ..load import _ondisk as ondisk
 
@@ -127,6 +128,7 @@ def embed_and_cluster(adata: ad.AnnData, *, params: EmbeddingParams = EmbeddingP
     n_hvg = mark_variable_genes(adata, params.n_top_genes)
     n_comps = pca_size(params.n_pcs, n_obs=adata.n_obs, n_genes=n_hvg)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
+    import_umap()  # scanpy's kNN connectivities and UMAP use umap-learn: compiled once, then cached on disk
     sc.pp.neighbors(adata, n_neighbors=min(params.n_neighbors, adata.n_obs - 1), n_pcs=n_comps, random_state=seed)
     sc.tl.leiden(
         adata, resolution=params.resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False

@@ -74,6 +74,9 @@ class SketchNeighbours:
         if self.exact:
             self.index = NearestNeighbors(n_neighbors=self.k, algorithm="brute").fit(pca)
         else:
+            from .._numba import import_umap
+
+            import_umap()  # pynndescent's kernels compiled once, then cached on disk
             from pynndescent import NNDescent
 
             self.index = NNDescent(pca, n_neighbors=max(30, self.k), random_state=seed)

@@ -97,7 +97,7 @@ def score_genes(
 try:  # one pass over the stored values, both cores; scipy's sparse product is the fallback
     import numba
 
-    _csr_set_sums = numba.njit(parallel=True, cache=False)(_csr_set_sums)
+    _csr_set_sums = numba.njit(parallel=True, cache=True)(_csr_set_sums)
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - numba comes with scanpy
     _HAVE_NUMBA = False

@@ -76,7 +76,7 @@ def _r0(mu: np.ndarray, model: PearsonModel) -> np.ndarray:
     return _resid(0.0, mu, model)
 
 
-@numba.njit(parallel=True, cache=False)
+@numba.njit(parallel=True, cache=True)
 def _zero_sums(lib, pu, wptr, wset, wval, n_sets, theta, clip):  # pragma: no cover - compiled by numba
     out = np.zeros((lib.size, n_sets))
     for i in numba.prange(lib.size):
