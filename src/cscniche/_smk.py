@@ -392,7 +392,8 @@ def run_table_stage(snakemake, fn) -> None:
     The AnnData is the input named ``h5ad`` (else the first input); every other named input is passed as a
     keyword with its path (e.g. ``genes``); every param is passed as a keyword, a param named as a config
     section (e.g. ``neighbours``) as that section's parameter object (:func:`section`). The table is written
-    tab-separated to the first output. Run it inside :func:`step`.
+    tab-separated to the first output; a stage that returns a dict of tables writes each to the output of
+    the same name (every output named). Run it inside :func:`step`.
     """
     import anndata as ad
 
@@ -406,4 +407,12 @@ def run_table_stage(snakemake, fn) -> None:
             raise TypeError(f"rule '{snakemake.rule}': the keyword '{name}' is given twice (input and param)")
         keywords[name] = section(snakemake, name) if name in SECTIONS else value
     table = fn(ad.read_h5ad(h5ad), sample=snakemake.wildcards.sample, **keywords)
-    table.to_csv(snakemake.output[0], sep="\t", index=False)
+    if not isinstance(table, dict):
+        table = {None: table}
+    outputs = dict(snakemake.output.items())
+    if set(table) != ({None} if None in table else set(outputs)):
+        raise TypeError(
+            f"rule '{snakemake.rule}': the stage returned tables {sorted(map(str, table))}, not {sorted(outputs)}"
+        )
+    for name, t in table.items():
+        t.to_csv(snakemake.output[0] if name is None else outputs[name], sep="\t", index=False)

@@ -223,3 +223,15 @@ def test_a_single_csc_is_never_tested(demo_processed):
     assert (one_rows[one_rows.group == "CSC"]["n_cells"] == 1).all()
     assert one_rows["p"].isna().all() and one_rows["fdr"].isna().all()
     assert one_rows["note"].str.contains("fewer than 3 CSC or non-CSC cells").all()
+
+
+def test_checkpoint_tables_are_the_three_steps_in_one_read():
+    # rule checkpoints writes all three from one read (issue 18): each equals its own function's table
+    a, _ = _tiny()
+    p = cn.CheckpointsParams(genes=str(DATA / "checkpoints.tsv"))
+    both = cn.niche.checkpoint_tables(a, sample="s", checkpoints=p)
+    assert set(both) == {"checkpoints", "pseudobulk", "niche"}
+    pd.testing.assert_frame_equal(both["checkpoints"], cn.niche.checkpoints(a, sample="s", checkpoints=p))
+    pd.testing.assert_frame_equal(both["pseudobulk"], cn.niche.checkpoint_pseudobulk(a, sample="s", genes=p.genes))
+    pd.testing.assert_frame_equal(both["niche"], cn.niche.niche_checkpoints(a, sample="s", checkpoints=p))
+    assert (both["niche"]["neighbourhood"] == "spatial").all() and len(both["checkpoints"]) > 0

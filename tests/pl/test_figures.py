@@ -141,8 +141,11 @@ def test_save_writes_png_and_pdf_byte_identical_and_closes(tmp_path):
 
 
 def test_sample_figures_are_all_drawn_and_not_blank(tmp_path):
-    figs = plotting.sample_figures(_tiny(), neighbours=_neighbours(), checkpoints=_checkpoints(), sample="s1")
+    figs = plotting.sample_figures(
+        _tiny(), neighbours=_neighbours(), checkpoints=_checkpoints(), crosstalk_table=_crosstalk_table(), sample="s1"
+    )
     assert tuple(figs) == plotting.SAMPLE_FIGURES
+    assert "no crosstalk table given" not in _texts(figs["crosstalk"])
     for name, fig in figs.items():
         png, pdf = plotting.save(fig, tmp_path / name)
         assert _not_blank(png), name

@@ -64,7 +64,7 @@ def report_run(tmp_path_factory):
 
 
 def _expected_figures() -> list[str]:
-    out = [f"results/{s}/figures/{f}" for s in SAMPLES for f in (*plotting.SAMPLE_FIGURES, "crosstalk")]
+    out = [f"results/{s}/figures/{f}" for s in SAMPLES for f in plotting.SAMPLE_FIGURES]
     out += [f"results/cohort/figures/{f}" for f in plotting.COHORT_FIGURES + plotting.QC_FIGURES]
     return out
 

@@ -174,7 +174,7 @@ def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_
 
 
 def test_tiny_rules_and_downloads_run_locally(rules):
-    assert rules["demo_data"]["local"] and rules["cohort_table"]["local"] and rules["all"]["local"]
+    assert rules["demo_data"]["local"] and rules["cohort_tables"]["local"] and rules["all"]["local"]
     for name, r in rules.items():
         if re.search(r"download|fetch", name):
             assert r["local"], f"{name} downloads: it should be a localrule (compute nodes may lack network)"
@@ -326,7 +326,7 @@ def test_demo_runs_through_the_scheduler_with_the_resources_each_rule_asks_for(s
     local, subs = _submitted_jobs(run.stdout)
     remote = {j["rule"] for j in subs}
     assert {"load", "qc", "embed", "annotate", "score", "neighbours", "checkpoints", "export"} <= remote
-    assert {"demo_data", "cohort_table"} <= {j["rule"] for j in local} and not remote & {"demo_data", "cohort_table"}
+    assert {"demo_data", "cohort_tables"} <= {j["rule"] for j in local} and not remote & {"demo_data", "cohort_tables"}
     assert len({j["jobid"] for j in subs}) == len(subs), "every non-local job is submitted once"
 
     # the scheduler's side: each submitted job finished there, in this working directory, as asked

@@ -1,14 +1,12 @@
-rule cohort_table:
+rule cohort_tables:
     input:
-        lambda wc: expand("results/{sample}/{table}", sample=samples.index, table=wc.table),
+        **{key: expand("results/{sample}/{t}", sample=samples.index, t=t) for t, key in COHORT_KEYS.items()},
     output:
-        "results/cohort/{table}",
+        **{key: f"results/cohort/{t}" for t, key in COHORT_KEYS.items()},
     log:
-        "logs/cohort/{table}.log",
+        "logs/cohort/cohort_tables.log",
     benchmark:
-        "logs/cohort/{table}.benchmark.tsv"
-    wildcard_constraints:
-        table="|".join(re.escape(t) for t in COHORT_TABLES),
+        "logs/cohort/cohort_tables.benchmark.tsv"
     localrule: True
     conda:
         "../../envs/core.yaml"

@@ -164,8 +164,9 @@ def patient_samples(wildcards):
 
 
 # per-sample niche tables (workflow/rules/niche.smk), also concatenated under results/cohort/
+# (nhood_enrichment.tsv only with neighbours.squidpy_enrichment: squidpy's all-label permutation null)
 NICHE_TABLES = [
-    "nhood_enrichment.tsv",
+    *(["nhood_enrichment.tsv"] if config["neighbours"]["squidpy_enrichment"] else []),
     "niche_checkpoints.tsv",
     "checkpoint_pseudobulk.tsv",
     "crosstalk.tsv",
@@ -194,6 +195,8 @@ COHORT_TABLES = [
     "pseudobulk_scores.tsv",
     *NICHE_TABLES,
 ]
+# name of each cohort table's input and output (cohort.smk, cohort_tables), e.g. 'cells.tsv.gz' -> 'cells'
+COHORT_KEYS = {t: t.split(".")[0] for t in COHORT_TABLES}
 
 
 def input_mb(input):

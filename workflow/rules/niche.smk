@@ -51,66 +51,26 @@ rule checkpoints:
         h5ad="results/{sample}/intermediate/scored.h5ad",
         genes=config["checkpoints"]["genes"],
     output:
-        "results/{sample}/checkpoints.tsv",
+        checkpoints="results/{sample}/checkpoints.tsv",
+        pseudobulk="results/{sample}/checkpoint_pseudobulk.tsv",
+        niche="results/{sample}/niche_checkpoints.tsv",
     log:
         "logs/{sample}/checkpoints.log",
     benchmark:
         "logs/{sample}/checkpoints.benchmark.tsv"
     conda:
-        "../../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 4),
-        runtime=runtime(10, 0.05),
-    params:
-        checkpoints=config["checkpoints"],
-    script:
-        "../scripts/checkpoints.py"
-
-
-rule checkpoint_pseudobulk:
-    input:
-        h5ad="results/{sample}/intermediate/scored.h5ad",
-        genes=config["checkpoints"]["genes"],
-    output:
-        "results/{sample}/checkpoint_pseudobulk.tsv",
-    log:
-        "logs/{sample}/checkpoint_pseudobulk.log",
-    benchmark:
-        "logs/{sample}/checkpoint_pseudobulk.benchmark.tsv"
-    conda:
-        "../../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 4),
-        runtime=runtime(10, 0.05),
-    script:
-        "../scripts/checkpoint_pseudobulk.py"
-
-
-rule niche_checkpoints:
-    input:
-        h5ad="results/{sample}/intermediate/scored.h5ad",
-        genes=config["checkpoints"]["genes"],
-    output:
-        "results/{sample}/niche_checkpoints.tsv",
-    log:
-        "logs/{sample}/niche_checkpoints.log",
-    benchmark:
-        "logs/{sample}/niche_checkpoints.benchmark.tsv"
-    conda:
         "../../envs/niche.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 4),
-        runtime=runtime(10, 0.05),
+        runtime=runtime(10, 0.1),
     params:
         neighbours=config["neighbours"],
         checkpoints=config["checkpoints"],
         spatial_x=lambda wc: sample_row(wc).get("x_col", ""),
         spatial_y=lambda wc: sample_row(wc).get("y_col", ""),
     script:
-        "../scripts/niche_checkpoints.py"
+        "../scripts/checkpoints.py"
 
 
 rule crosstalk:

@@ -8,6 +8,7 @@ rule plot_sample:
         h5ad="results/{sample}/scored.h5ad",
         neighbours="results/{sample}/immune_neighbours.tsv",
         checkpoints="results/{sample}/checkpoints.tsv",
+        crosstalk="results/{sample}/crosstalk.tsv",
     output:
         umap=report(
             "results/{sample}/figures/umap.png",
@@ -57,6 +58,14 @@ rule plot_sample:
             labels={"sample": "{sample}", "figure": "Tissue map: CSC and immune cells"},
         ),
         tissue_map_pdf="results/{sample}/figures/tissue_map.pdf",
+        crosstalk=report(
+            "results/{sample}/figures/crosstalk.png",
+            caption="../report/crosstalk.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "Crosstalk on checkpoint axes"},
+        ),
+        crosstalk_pdf="results/{sample}/figures/crosstalk.pdf",
     log:
         "logs/{sample}/plot_sample.log",
     benchmark:
@@ -69,32 +78,6 @@ rule plot_sample:
         runtime=runtime(10, 0.1),
     script:
         "../scripts/plot_sample.py"
-
-
-rule plot_crosstalk:
-    input:
-        "results/{sample}/crosstalk.tsv",
-    output:
-        png=report(
-            "results/{sample}/figures/crosstalk.png",
-            caption="../report/crosstalk.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Crosstalk on checkpoint axes"},
-        ),
-        pdf="results/{sample}/figures/crosstalk.pdf",
-    log:
-        "logs/{sample}/plot_crosstalk.log",
-    benchmark:
-        "logs/{sample}/plot_crosstalk.benchmark.tsv"
-    conda:
-        "../../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 6),
-        runtime=runtime(10, 0.1),
-    script:
-        "../scripts/plot_crosstalk.py"
 
 
 rule plot_cohort:
@@ -273,7 +256,6 @@ rule summary:
 # Every figure and report item, for `rule all` (derived from the rules above, so the lists cannot drift).
 REPORT_OUTPUTS = [
     *expand(list(rules.plot_sample.output), sample=samples.index),
-    *expand(list(rules.plot_crosstalk.output), sample=samples.index),
     *rules.plot_cohort.output,
     *rules.plot_qc.output,
     *rules.software_versions.output,

@@ -1,4 +1,5 @@
-"""Thin adapter: checkpoint expression per group (cscniche.niche.checkpoints)."""
+"""Thin adapter: the checkpoint tables per group, pseudobulk counts and immune cells in CSC niches
+(cscniche.niche.checkpoint_tables)."""
 
 import sys
 from pathlib import Path
@@ -9,4 +10,4 @@ from cscniche import niche
 from cscniche._smk import run_table_stage, step
 
 with step(snakemake):
-    run_table_stage(snakemake, niche.checkpoints)
+    run_table_stage(snakemake, niche.checkpoint_tables)

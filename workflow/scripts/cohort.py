@@ -1,4 +1,4 @@
-"""Thin adapter: concatenate per-sample tables (cscniche.cohort.concat_tables)."""
+"""Thin adapter: concatenate each per-sample table over the samples (cscniche.cohort.concat_tables), one job."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,6 @@ from cscniche._smk import step
 from cscniche._tables import GZIP
 
 with step(snakemake):
-    out = snakemake.output[0]
-    table = cohort.concat_tables(list(snakemake.input))
-    table.to_csv(out, sep="\t", index=False, compression=GZIP if out.endswith(".gz") else None)
+    for name, out in snakemake.output.items():
+        table = cohort.concat_tables(list(snakemake.input[name]))
+        table.to_csv(out, sep="\t", index=False, compression=GZIP if out.endswith(".gz") else None)

@@ -18,6 +18,7 @@ with step(snakemake):
         ad.read_h5ad(snakemake.input.h5ad),
         neighbours=pd.read_csv(snakemake.input.neighbours, sep="\t"),
         checkpoints=pd.read_csv(snakemake.input.checkpoints, sep="\t"),
+        crosstalk_table=pd.read_csv(snakemake.input.crosstalk, sep="\t"),
         sample=snakemake.wildcards.sample,
     )
     for name, fig in figures.items():

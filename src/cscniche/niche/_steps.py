@@ -325,6 +325,9 @@ def checkpoints(
     return df[_cp.COLUMNS]
 
 
+_checkpoints_step = checkpoints  # the keyword ``checkpoints`` (the config section) shadows it in checkpoint_tables
+
+
 def checkpoint_pseudobulk(adata: ad.AnnData, *, sample: str, genes: str | Path | None = None) -> pd.DataFrame:
     """Summed raw counts per group and checkpoint gene, per CSC definition (see
     :func:`cscniche.niche._checkpoints.checkpoint_pseudobulk`).
@@ -414,6 +417,38 @@ def niche_checkpoints(
         note = df["note"].fillna("").astype(str)
         df["note"] = [f"{n}; {sketch_note}" if n else sketch_note for n in note]
     return df
+
+
+def checkpoint_tables(
+    adata: ad.AnnData,
+    *,
+    sample: str,
+    genes: str | Path | None = None,
+    checkpoints: CheckpointsParams = CheckpointsParams(),
+    neighbours: NeighboursParams = NeighboursParams(),
+    spatial_x: str | None = None,
+    spatial_y: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The three checkpoint tables of a sample from one read of its AnnData (rule ``checkpoints``):
+    ``{"checkpoints": checkpoints(...), "pseudobulk": checkpoint_pseudobulk(...), "niche": niche_checkpoints(...)}``.
+
+    One step instead of three saves two interpreter starts and reads per sample (issue 18); each table is the
+    one its own function returns (tested equal).
+    """
+    genes = genes or checkpoints.genes
+    return {
+        "checkpoints": _checkpoints_step(adata, sample=sample, genes=genes, checkpoints=checkpoints),
+        "pseudobulk": checkpoint_pseudobulk(adata, sample=sample, genes=genes),
+        "niche": niche_checkpoints(
+            adata,
+            sample=sample,
+            genes=genes,
+            checkpoints=checkpoints,
+            neighbours=neighbours,
+            spatial_x=spatial_x,
+            spatial_y=spatial_y,
+        ),  # fmt: skip
+    }
 
 
 def crosstalk(

@@ -26,7 +26,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 #: figure names written per sample, for the cohort and for QC (the workflow's outputs follow these)
-SAMPLE_FIGURES = ("umap", "scores", "csc_markers", "immune_neighbours", "checkpoints", "tissue_map")
+SAMPLE_FIGURES = ("umap", "scores", "csc_markers", "immune_neighbours", "checkpoints", "tissue_map", "crosstalk")
 COHORT_FIGURES = (
     "composition",
     "neighbours",
@@ -554,9 +554,11 @@ def sample_figures(
     *,
     neighbours: pd.DataFrame,
     checkpoints: pd.DataFrame,
+    crosstalk_table: pd.DataFrame | None = None,
     sample: str = "",
 ) -> dict[str, Figure]:
-    """Every per-sample figure of the report, keyed by the names in :data:`SAMPLE_FIGURES`."""
+    """Every per-sample figure of the report, keyed by the names in :data:`SAMPLE_FIGURES`
+    (``crosstalk_table``: the sample's ``crosstalk.tsv``; ``None`` draws a placeholder saying it is absent)."""
     return {
         "umap": umap(adata, sample=sample),
         "scores": score_distributions(adata, sample=sample),
@@ -564,6 +566,11 @@ def sample_figures(
         "immune_neighbours": neighbour_heatmap(neighbours, sample=sample),
         "checkpoints": checkpoint_dotplot(checkpoints, sample=sample),
         "tissue_map": tissue_map(adata, sample=sample),
+        "crosstalk": (
+            crosstalk(crosstalk_table, sample=sample)
+            if crosstalk_table is not None
+            else placeholder("no crosstalk table given", title=f"{sample} crosstalk")
+        ),
     }
 
 
