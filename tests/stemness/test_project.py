@@ -59,6 +59,15 @@ def test_without_a_sketch_projection_gives_every_cell_its_analysed_values(whole)
     for c in ["cell_type", "compartment", "leiden", "malignant", "csc", "group"]:
         assert (table[c].astype(str).to_numpy() == obs[c].astype(str).to_numpy()).all(), c
     assert table["csc"].sum() > 50
+    assert table["stemness_pvalue"].notna().sum() == obs["malignant"].sum()  # the sketch's own p, not refitted
+
+
+def test_the_pooled_null_is_fitted_only_when_cells_lie_outside_the_sketch(whole):
+    adata, _ = whole
+    sets = {"CSC_MARKERS": ["PROM1", "THY1", "CD44", "EPCAM"]}
+    kw = dict(methods=["mean"], stemness_method="mean", n_random_sets=50)
+    assert cn.stemness._project.SketchModel(adata, sets, ["CSC_MARKERS"], fit_null=False, **kw).pooled is None
+    assert cn.stemness._project.SketchModel(adata, sets, ["CSC_MARKERS"], **kw).pooled is not None
 
 
 def test_projected_pca_is_the_sketchs_own(whole, tmp_path):

@@ -90,7 +90,11 @@ class SketchNeighbours:
 
 
 class SketchModel:
-    """What :func:`project_cells` takes from the analysed sketch (an exported ``scored.h5ad``)."""
+    """What :func:`project_cells` takes from the analysed sketch (an exported ``scored.h5ad``).
+
+    ``fit_null=False`` skips the pooled random-set null (the cost of this step on a small sample): use it when
+    every cell is in the sketch, since sketch cells keep their own p-values and calls.
+    """
 
     def __init__(
         self,
@@ -108,6 +112,7 @@ class SketchModel:
         definitions: tuple[str, ...] | list[str] = ("calibrated", "phenotype", "quantile"),
         n_random_sets: int = 1000,
         seed: int = 0,
+        fit_null: bool = True,
     ):
         self.var_names = sketch.var_names
         self.methods = list(dict.fromkeys([*methods, stemness_method]))
@@ -153,7 +158,8 @@ class SketchModel:
             self.standard[m] = (v.mean(axis=0), sd)
         self.threshold = info.get("csc_threshold")
         self.null = self.pooled = None
-        if "calibrated" in self.definitions and mal.sum() >= 3:
+        # the pooled null gives p-values to cells outside the sketch; without any (no sketch), it is not fitted
+        if fit_null and "calibrated" in self.definitions and mal.sum() >= 3:
             self.bins = _m.expression_bins(_m.gene_means(sketch.X), 25)
             stem_idx = _sc._present_indices(sketch.var_names, {k: gene_sets[k] for k in self.stemness_sets})
             self.stem_sets = [stem_idx[k] for k in self.stemness_sets]

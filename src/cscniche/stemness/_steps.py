@@ -11,6 +11,7 @@ import pandas as pd
 
 from .._errors import InputError
 from .._params import CnvParams, CscParams, EmbeddingParams, QcParams, ScoringParams
+from ..load import _ondisk
 from . import _cnv
 from . import _score as _sc
 
@@ -270,7 +271,7 @@ def project(
         index_weighting=scoring.index_weighting, pearson_theta=scoring.pearson_theta,
         ucell_max_rank=scoring.ucell_max_rank, aucell_n_up=scoring.aucell_n_up, n_neighbors=embedding.n_neighbors,
         definitions=info.get("csc_definitions", csc.ordered_definitions()), n_random_sets=csc.n_random_sets,
-        seed=seed,
+        seed=seed, fit_null=sketch.n_obs < _ondisk.shape(qc_path)[0],  # no sketch: every cell keeps its own p
     )  # fmt: skip
     table = _proj.project_cells(
         qc_path, sketch, model, target_sum=qc.target_sum, alpha=csc.alpha, markers=scoring.markers or panel.markers
