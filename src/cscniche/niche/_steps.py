@@ -447,7 +447,7 @@ def checkpoint_tables(
             neighbours=neighbours,
             spatial_x=spatial_x,
             spatial_y=spatial_y,
-        ),  # fmt: skip
+        ),
     }
 
 
