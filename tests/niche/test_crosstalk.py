@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,3 +139,62 @@ def test_no_immune_cells_gives_a_note(demo_processed):
     b.obs["group"] = b.obs["group"].astype(str).replace({"CSC": "nonCSC"})
     table, _ = ct.crosstalk(b, sample="demo", n_permutations=10)
     assert table["note"].iloc[0].startswith("fewer than 5 CSC")
+
+
+def test_fast_filter_resource_equals_lianas(demo_processed):
+    """Our hashed filter keeps exactly LIANA's rows (same frame), on the exploded consensus resource."""
+    from liana.method._pipe_utils import filter_resource as liana_filter
+    from liana.resource._reassemble_complexes import _explode_complexes
+
+    resource, _ = ct.resource_with_axes(ct.DEFAULT_AXES)
+    exploded = _explode_complexes(resource)
+    var = demo_processed.var_names
+    ours, theirs = ct.filter_resource(exploded, var), liana_filter(exploded, var)
+    assert 0 < len(ours) < len(exploded)  # the demo panel lacks most of the resource: the filter does work
+    pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_fast_permutation_cube_is_lianas_bit_for_bit(demo_processed):
+    """Same permutations, same float32 summation order: the cube equals LIANA's exactly (tolerance 0)."""
+    from liana.method._pipe_utils._get_mean_perms import _generate_perms_cube
+    from scipy import sparse
+
+    x = sparse.csr_matrix(demo_processed.X, dtype=np.float32)
+    labels = demo_processed.obs["group"].astype(str).to_numpy()
+    cats = sorted(set(labels))
+    mask = np.stack([labels == c for c in cats], axis=1)
+    ref = _generate_perms_cube(x, 70, mask, 3, np.mean, 1, False)
+    got = ct.perms_cube(x, 70, mask, 3, chunk=16)  # chunks not dividing n_perms
+    assert got.shape == ref.shape and np.array_equal(got, ref, equal_nan=True)
+
+
+def test_crosstalk_is_unchanged_by_the_fast_paths(demo_processed):
+    """LIANA patched (filter_resource, permutation cube) and unpatched give equal tables."""
+    from unittest import mock
+
+    fast = ct.crosstalk(demo_processed, sample="demo", n_permutations=100, seed=0)
+    with mock.patch.object(ct, "liana_fast_paths", contextlib.nullcontext):
+        slow = ct.crosstalk(demo_processed, sample="demo", n_permutations=100, seed=0)
+    for f, s in zip(fast, slow, strict=True):
+        pd.testing.assert_frame_equal(f, s)
+
+
+def test_receiver_stats_match_scipy_binomtest(demo_processed):
+    """Vectorised receptor statistics = per-pair sparse slices and scipy's binomtest (tolerance 1e-12)."""
+    from scipy import sparse
+    from scipy.stats import binomtest
+
+    group = demo_processed.obs["group"].astype(str).to_numpy()
+    receivers = [g for g in sorted(set(group)) if g not in ct.SENDERS][:4]
+    receptors = ["PDCD1", "SIRPA", "KLRC1_KLRD1", "NOT_A_GENE"]
+    stats = ct.receiver_stats(demo_processed.X, demo_processed.var_names, receptors, group, receivers, 0.1)
+    x = sparse.csr_matrix(demo_processed.X)
+    for r in receivers:
+        rows = np.flatnonzero(group == r)
+        assert np.isnan(stats[("NOT_A_GENE", r)]).all()
+        for rc in receptors[:3]:
+            sub = x[rows][:, demo_processed.var_names.get_indexer(rc.split("_"))]
+            k = np.asarray((sub > 0).sum(axis=0)).ravel()
+            p = max(binomtest(int(ki), rows.size, 0.1, alternative="greater").pvalue for ki in k)
+            want = (np.asarray(sub.mean(axis=0)).ravel().min(), k.min() / rows.size, p)
+            np.testing.assert_allclose(stats[(rc, r)], want, rtol=1e-12, atol=1e-12)
