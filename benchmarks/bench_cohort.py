@@ -8,7 +8,8 @@ kept), assigns two samples per patient, runs the default workflow on ``--cores``
 
 - the wall time of the whole run and the sum of the step times (Snakemake's ``benchmark:`` files);
 - per step (rule): number of jobs, mean wall time, peak resident memory, and the time the step's script spends
-  importing, measured afterwards by importing that script's top-level imports in a fresh interpreter
+  importing, measured afterwards by importing that script's top-level imports, plus the heavy packages the
+  step loaded later inside functions (the ``modules imported:`` line of its log), in a fresh interpreter
   (``python -c``, warm file cache, the same venv) and expressed as a share of the step's mean wall time.
 
     python benchmarks/bench_cohort.py                       # 40 x 2,500 cells, --cores 2
@@ -74,17 +75,29 @@ def script_of_rules(snakemake_dir: Path = ROOT / "workflow/rules") -> dict[str, 
     return out
 
 
-def import_seconds(script: Path, repeats: int = 2, *, src: Path = ROOT / "src") -> float:
+def modules_of_step(workdir: Path, rule: str) -> list[str]:
+    """The heavy packages a rule's job loaded, from the ``modules imported:`` line its log ends with
+    (:func:`cscniche._smk.step`; one job's log, e.g. ``logs/<sample>/<rule>.log``)."""
+    for log in sorted(workdir.glob(f"logs/**/{rule}.log")):
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if "modules imported: " in line:
+                mods = line.split("modules imported: ", 1)[1].split()
+                return [m for m in mods if m != "none"]
+    return []
+
+
+def import_seconds(script: Path, repeats: int = 2, *, src: Path = ROOT / "src", modules=()) -> float:
     """Seconds a fresh interpreter takes for the script's top-level imports (best of ``repeats``).
 
-    ``src`` is the library the imports resolve to (another checkout's ``src`` for a before/after comparison).
+    ``src`` is the library the imports resolve to (another checkout's ``src`` for a before/after comparison);
+    ``modules``: packages the step imports later, inside functions (:func:`modules_of_step`), timed too.
     """
     tree = ast.parse(script.read_text())
     stmts = [
         ast.unparse(node)
         for node in tree.body
         if isinstance(node, ast.Import | ast.ImportFrom) and "snakemake" not in ast.unparse(node)
-    ]
+    ] + [f"import {m}" for m in modules]
     code = (
         f"import sys, time; sys.path.insert(0, {str(src)!r}); t = time.perf_counter()\n"
         + "\n".join(stmts)
@@ -123,7 +136,8 @@ def summarise(workdir: Path, wall: float) -> list[dict]:
     scripts = script_of_rules()
     rows = []
     for step, g in steps.groupby("step", sort=False):
-        imp = import_seconds(scripts[step]) if step in scripts else float("nan")
+        mods = modules_of_step(workdir, step)
+        imp = import_seconds(scripts[step], modules=mods) if step in scripts else float("nan")
         mean = float(g["seconds"].mean())
         rows.append(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,19 @@ def test_squidpy_enrichment_is_opt_in(on):
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = [ln.split()[0] for ln in res.stdout.splitlines() if ln.strip().startswith("nhood_enrichment ")]
     assert bool(jobs) == on, res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_per_sample_pdfs_follow_the_config(on):
+    # per-sample PDFs cost ~8 s of drawing per sample (issue 18): outputs of plot_sample only with
+    # figures.sample_pdf; cohort PDFs always
+    res = _run(
+        sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(ROOT), "--forceall",
+        "--config", f"figures={{'sample_pdf': {on}}}", "--printshellcmds", "--detailed-summary",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    outputs = [ln.split("\t")[0] for ln in res.stdout.splitlines()]
+    assert "results/cohort/figures/composition.pdf" in outputs
+    sample_pdfs = [o for o in outputs if re.fullmatch(r"results/[^/]+/figures/umap\.pdf", o) and "cohort" not in o]
+    sample_pngs = [o for o in outputs if re.fullmatch(r"results/[^/]+/figures/umap\.png", o)]
+    assert sample_pngs and len(sample_pdfs) == (len(sample_pngs) if on else 0), outputs[:50]

@@ -265,6 +265,14 @@ class DemoParams(Params):
     n_background_genes: int = 1500
 
 
+@dataclass(frozen=True)
+class FiguresParams(Params):
+    """``figures``: which figures are also written as PDF (rule plot_sample; issue 18)."""
+
+    section: ClassVar[str] = "figures"
+    sample_pdf: bool = False
+
+
 #: config section name -> its parameter class
 SECTIONS: dict[str, type[Params]] = {
     cls.section: cls
@@ -282,6 +290,7 @@ SECTIONS: dict[str, type[Params]] = {
         CheckpointsParams,
         CrosstalkParams,
         DemoParams,
+        FiguresParams,
     )
 }
 

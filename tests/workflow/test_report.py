@@ -54,6 +54,7 @@ def report_run(tmp_path_factory):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 200  # speed; the statistics are tested elsewhere
+    cfg["figures"] = {"sample_pdf": True}  # off by default (issue 18); the PDF path is tested here
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ("--configfile", str(wd / "config.yaml"))
     run = run_snakemake(wd, *args, "--cores", "2")

@@ -125,6 +125,13 @@ def sample_input(wildcards):
     return samples.loc[wildcards.sample, "path"]
 
 
+def sample_pdf_outputs():
+    """The per-sample figures' PDF outputs (``<figure>_pdf``) when config ``figures.sample_pdf`` is on."""
+    if not config.get("figures", {}).get("sample_pdf", False):
+        return {}
+    return {f"{name}_pdf": f"results/{{sample}}/figures/{name}.pdf" for name in _glue.SAMPLE_FIGURES}
+
+
 def all_outputs():
     per_sample = [
         "cells.tsv.gz",

@@ -1,5 +1,6 @@
 # Figures and the HTML report (`snakemake --report report.html`). Every figure is drawn by
-# cscniche.pl, written as PNG (a report item) and PDF, and has a caption in workflow/report/.
+# cscniche.pl, written as PNG (a report item; per-sample figures also as PDF with figures.sample_pdf,
+# cohort and QC figures always) and has a caption in workflow/report/.
 # The tissue map is made for every sample: without obsm['spatial'] it is a placeholder saying so.
 
 
@@ -10,6 +11,7 @@ rule plot_sample:
         checkpoints="results/{sample}/checkpoints.tsv",
         crosstalk="results/{sample}/crosstalk.tsv",
     output:
+        **sample_pdf_outputs(),
         umap=report(
             "results/{sample}/figures/umap.png",
             caption="../report/umap.rst",
@@ -17,7 +19,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "UMAP: cell type, compartment, stemness, CSC"},
         ),
-        umap_pdf="results/{sample}/figures/umap.pdf",
         scores=report(
             "results/{sample}/figures/scores.png",
             caption="../report/scores.rst",
@@ -25,7 +26,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "Signature scores by group"},
         ),
-        scores_pdf="results/{sample}/figures/scores.pdf",
         csc_markers=report(
             "results/{sample}/figures/csc_markers.png",
             caption="../report/csc_markers.rst",
@@ -33,7 +33,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "CSC marker detection"},
         ),
-        csc_markers_pdf="results/{sample}/figures/csc_markers.pdf",
         immune_neighbours=report(
             "results/{sample}/figures/immune_neighbours.png",
             caption="../report/immune_neighbours.rst",
@@ -41,7 +40,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "Immune neighbours of CSC vs non-CSC"},
         ),
-        immune_neighbours_pdf="results/{sample}/figures/immune_neighbours.pdf",
         checkpoints=report(
             "results/{sample}/figures/checkpoints.png",
             caption="../report/checkpoints.rst",
@@ -49,7 +47,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "Checkpoint genes by group"},
         ),
-        checkpoints_pdf="results/{sample}/figures/checkpoints.pdf",
         tissue_map=report(
             "results/{sample}/figures/tissue_map.png",
             caption="../report/tissue_map.rst",
@@ -57,7 +54,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "Tissue map: CSC and immune cells"},
         ),
-        tissue_map_pdf="results/{sample}/figures/tissue_map.pdf",
         crosstalk=report(
             "results/{sample}/figures/crosstalk.png",
             caption="../report/crosstalk.rst",
@@ -65,7 +61,6 @@ rule plot_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "Crosstalk on checkpoint axes"},
         ),
-        crosstalk_pdf="results/{sample}/figures/crosstalk.pdf",
     log:
         "logs/{sample}/plot_sample.log",
     benchmark:

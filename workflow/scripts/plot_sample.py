@@ -1,4 +1,4 @@
-"""Thin adapter: the per-sample report figures (cscniche.pl.sample_figures), each as PNG and PDF."""
+"""Thin adapter: the per-sample report figures (cscniche.pl.sample_figures), as PNG (and PDF with figures.sample_pdf)."""
 
 import os
 import sys
@@ -21,5 +21,7 @@ with step(snakemake):
         crosstalk_table=pd.read_csv(snakemake.input.crosstalk, sep="\t"),
         sample=snakemake.wildcards.sample,
     )
+    outputs = dict(snakemake.output.items())
     for name, fig in figures.items():
-        pl.save(fig, Path(snakemake.output[name]).with_suffix(""))
+        formats = ("png", "pdf") if f"{name}_pdf" in outputs else ("png",)
+        pl.save(fig, Path(outputs[name]).with_suffix(""), formats=formats)

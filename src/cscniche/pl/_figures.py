@@ -25,8 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from .._smk import SAMPLE_FIGURES  # noqa: F401  (re-exported: cscniche.pl.SAMPLE_FIGURES)
+
 #: figure names written per sample, for the cohort and for QC (the workflow's outputs follow these)
-SAMPLE_FIGURES = ("umap", "scores", "csc_markers", "immune_neighbours", "checkpoints", "tissue_map", "crosstalk")
 COHORT_FIGURES = (
     "composition",
     "neighbours",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import scanpy as sc
 
 from .._numba import import_umap
 from .._params import EmbeddingParams
@@ -95,6 +94,8 @@ def read_for_analysis(
 
 def normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> None:
     """Library-size normalise and log1p ``X`` in place (counts stay in ``layers['counts']``)."""
+    import scanpy as sc
+
     adata.X = adata.layers["counts"].copy()
     sc.pp.normalize_total(adata, target_sum=target_sum)
     sc.pp.log1p(adata)
@@ -105,6 +106,8 @@ def mark_variable_genes(adata: ad.AnnData, n_top_genes: int, *, batch_key: str |
 
     :func:`scanpy.pp.highly_variable_genes` (seurat flavour; per batch with ``batch_key``). Returns how many.
     """
+    import scanpy as sc
+
     n_top = min(n_top_genes, adata.n_vars)
     if n_top < adata.n_vars:
         sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat", batch_key=batch_key)
@@ -125,6 +128,8 @@ def embed_and_cluster(adata: ad.AnnData, *, params: EmbeddingParams = EmbeddingP
     ``['distances']``, ``obs['leiden']`` and ``obsm['X_umap']``. Fewer genes or cells than asked for shrink
     ``n_top_genes`` and ``n_pcs``.
     """
+    import scanpy as sc
+
     n_hvg = mark_variable_genes(adata, params.n_top_genes)
     n_comps = pca_size(params.n_pcs, n_obs=adata.n_obs, n_genes=n_hvg)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)

@@ -15,7 +15,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 from scipy import sparse
 
 from .._errors import InputError
@@ -95,6 +94,8 @@ def detect_doublets(counts, *, seed: int = 0, expected_rate: float = 0.05) -> tu
     Returns the doublet score, the predicted-doublet mask and a note (empty, or why no doublet was called: too few
     cells, or Scrublet found no threshold).
     """
+    import scanpy as sc
+
     n = counts.shape[0]
     none = np.zeros(n, dtype=bool)
     if n < 100:
@@ -213,6 +214,8 @@ def qc_filter(
     Sets ``obs['n_genes']``, ``obs['total_counts']``, ``obs['pct_counts_mt']`` and, unless ``qc.doublets='off'``,
     ``obs['doublet_score']`` and ``obs['predicted_doublet']``.
     """
+    import scanpy as sc
+
     adata = adata.copy()
     if "counts" not in adata.layers:
         why = diagnose_counts(adata.X)

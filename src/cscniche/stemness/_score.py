@@ -9,7 +9,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 from scipy import sparse
 
 from .._params import CSC_MARKERS
@@ -85,6 +84,8 @@ def _present_indices(var_names, gene_sets: dict[str, list[str]]) -> dict[str, np
 
 def _score_mean(adata, names, sets, *, gene_sets, ctrl_size, seed, mean_engine, **_) -> np.ndarray:
     """``mean``: scanpy ``score_genes`` (``mean_engine='scanpy'``) or its exact sparse equivalent (``'fast'``)."""
+    import scanpy as sc
+
     if mean_engine == "scanpy":
         present = set(adata.var_names)
         for name, genes in gene_sets.items():
