@@ -55,6 +55,11 @@ def gene_index(var_names, gene: str) -> int | None:
     return None
 
 
+def _by_column(m):
+    """``m`` as CSC (sparse) or an array: a CSR column slice rescans the whole matrix, once per gene."""
+    return m.tocsc() if sparse.issparse(m) else np.asarray(m)
+
+
 def _dense_col(m, i: int) -> np.ndarray:
     c = m[:, i]
     return c.toarray().ravel() if sparse.issparse(c) else np.asarray(c).ravel()
@@ -106,7 +111,7 @@ def checkpoint_table(
     missing = [g for g in checkpoints["gene"] if gene_index(adata.var_names, g) is None]
     if missing:
         log.warning("sample '%s': checkpoint genes not in the data: %s", sample, ", ".join(missing))
-    counts = adata.layers["counts"]
+    counts, xc = _by_column(adata.layers["counts"]), _by_column(adata.X)
     rows = []
     stats = {}
     is_csc = group == "CSC"
@@ -115,7 +120,7 @@ def checkpoint_table(
         i = gene_index(adata.var_names, gene)
         if i is None:
             continue
-        x = _dense_col(adata.X, i).astype(np.float64)
+        x = _dense_col(xc, i).astype(np.float64)
         det = _dense_col(counts, i) > 0
         fc = p = np.nan
         gene_note = ""
@@ -188,12 +193,12 @@ def continuous_table(
         note = "no stemness" if "stemness" not in adata.obs else "no malignant cells"
         return note_row(COLUMNS, note, blank=("gene", "role", "group"), sample=sample, definition="continuous")
     stem = adata.obs["stemness"].to_numpy(dtype=np.float64)[mal]
-    counts = adata.layers["counts"]
+    counts, xc = _by_column(adata.layers["counts"]), _by_column(adata.X)
     for gene, role in zip(checkpoints["gene"], checkpoints["role"], strict=True):
         i = gene_index(adata.var_names, gene)
         if i is None:
             continue
-        x = _dense_col(adata.X, i).astype(np.float64)[mal]
+        x = _dense_col(xc, i).astype(np.float64)[mal]
         det = _dense_col(counts, i)[mal] > 0
         rho, p = gene_association(stem, x)
         rows.append(
@@ -245,6 +250,7 @@ def checkpoint_pseudobulk(adata: ad.AnnData, checkpoints: pd.DataFrame, *, sampl
     groups = [g for g in ("CSC", "nonCSC") if (group == g).any()] + sorted(set(group[comp == "immune"]) - {"CSC"})
     counts = sparse.csr_matrix(adata.layers["counts"])
     lib = np.asarray(counts.sum(axis=1)).ravel()
+    counts = _by_column(counts)
     rows = []
     for gene, role in zip(checkpoints["gene"], checkpoints["role"], strict=True):
         i = gene_index(adata.var_names, gene)
@@ -325,12 +331,12 @@ def niche_checkpoint_table(
         return _note("no immune cells")
     if not (group == "CSC").any():
         return _note("no CSC")
-    counts = adata.layers["counts"]
+    counts, xc = _by_column(adata.layers["counts"]), _by_column(adata.X)
     cols = {}
     for gene, role in zip(checkpoints["gene"], checkpoints["role"], strict=True):
         i = gene_index(adata.var_names, gene)
         if i is not None:
-            cols[gene] = (role, _dense_col(adata.X, i).astype(np.float64), _dense_col(counts, i) > 0)
+            cols[gene] = (role, _dense_col(xc, i).astype(np.float64), _dense_col(counts, i) > 0)
     rows = []
     for t in sorted(set(group[imm])):
         sel_t = imm & (group == t)

@@ -84,9 +84,9 @@ def _present_indices(var_names, gene_sets: dict[str, list[str]]) -> dict[str, np
 
 def _score_mean(adata, names, sets, *, gene_sets, ctrl_size, seed, mean_engine, **_) -> np.ndarray:
     """``mean``: scanpy ``score_genes`` (``mean_engine='scanpy'``) or its exact sparse equivalent (``'fast'``)."""
-    import scanpy as sc
-
     if mean_engine == "scanpy":
+        import scanpy as sc
+
         present = set(adata.var_names)
         for name, genes in gene_sets.items():
             genes = [g for g in genes if g in present]
