@@ -55,14 +55,14 @@ FETCHED = re.compile(r"^(https?|ftp)://\S+$")
 
 #: sample-sheet columns of the user's own (carried along into results/summary.tsv, used by no rule) start with this
 META_PREFIX = "meta_"
-#: the per-sample figures, in report order: rule plot_sample's outputs (PNG; ``<name>_pdf`` with
-#: figures.sample_pdf) and :func:`cscniche.pl.sample_figures`' keys
 #: heavy packages whose import a step pays; :func:`step` logs which ones the step loaded (benchmarks/bench_cohort.py
 #: then times importing them: the fixed cost of the step, top-level and deferred imports alike)
 HEAVY_MODULES = (
     "anndata", "infercnvpy", "liana", "matplotlib", "numba", "pynndescent", "scanpy", "scipy.stats", "sklearn",
     "squidpy", "umap",
 )  # fmt: skip
+#: the per-sample figures, in report order: rule plot_sample's outputs (PNG; ``<name>_pdf`` with
+#: figures.sample_pdf) and :func:`cscniche.pl.sample_figures`' keys
 SAMPLE_FIGURES = ("umap", "scores", "csc_markers", "immune_neighbours", "checkpoints", "tissue_map", "crosstalk")
 
 #: sample-sheet columns that name a remote source

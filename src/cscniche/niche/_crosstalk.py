@@ -257,11 +257,8 @@ def crosstalk(
     table["definition"], table["sketch"] = def_name, sketch
     pairs = _pairs(table, a, resource, axes)
     diffs = []
-    rstats = None
-    if not pairs.empty:  # receivers are immune cells: their receptor statistics serve every CSC definition
-        present = set(a.var_names)
-        rcs = sorted({rc for lg, rc in zip(pairs["ligand"], pairs["receptor"], strict=True) if (_subunits(lg) | _subunits(rc)) <= present})  # fmt: skip
-        rstats = receiver_stats(a.X, a.var_names, rcs, group, receivers, expr_prop)
+    # receivers are immune cells: their receptor statistics serve every CSC definition
+    rstats = receiver_stats(a.X, a.var_names, sorted(set(pairs["receptor"])), group, receivers, expr_prop)
     for name, grp in definitions:
         grp = np.asarray(grp, dtype=str)
         d = _difference(
@@ -476,12 +473,12 @@ def _difference(
     expr_prop: float,
     min_cells: int,
     seed: int,
-    rstats: dict[tuple[str, str], tuple[float, float, float]] | None = None,
+    rstats: dict[tuple[str, str], tuple[float, float, float]],
 ) -> pd.DataFrame:
     """The receiver-aware CSC-vs-non-CSC contrast of one CSC definition (module docstring).
 
-    ``rstats``: :func:`receiver_stats` of the pairs' receptors (computed here when ``None``); the receivers are
-    immune cells, so one computation serves every CSC definition.
+    ``rstats``: :func:`receiver_stats` of the pairs' receptors; the receivers are immune cells, so one
+    computation serves every CSC definition.
     """
     n_csc, n_non = int((group == "CSC").sum()), int((group == "nonCSC").sum())
     if n_csc < min_cells or n_non < min_cells:
@@ -528,8 +525,6 @@ def _difference(
                 "magnitude_rank_csc": row.get(("magnitude_rank", "CSC"), np.nan),
                 "magnitude_rank_noncsc": row.get(("magnitude_rank", "nonCSC"), np.nan),
             }
-    if rstats is None:
-        rstats = receiver_stats(x, a.var_names, sorted(set(pairs["receptor"])), group, receivers, expr_prop)
     rows = []
     for lg, rc, axis in zip(pairs["ligand"], pairs["receptor"], pairs["axis"], strict=True):
         l_csc, l_non = lstats[lg]
