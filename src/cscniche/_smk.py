@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import signal
 import sys
 import traceback
 import warnings
@@ -360,6 +361,11 @@ def step(snakemake):
     sample = dict(snakemake.wildcards.items()).get("sample")
     try:
         yield
+        # the outputs are written: a Ctrl-C from now on (interpreter teardown takes up to a second) would make
+        # Snakemake report a finished step as failed and, while it is stopping, leave its complete outputs behind
+        # marked incomplete; so the rest of the script's process ignores SIGINT (SIGTERM and SIGKILL still end it)
+        if type(snakemake).__module__.startswith("snakemake"):  # a script Snakemake started, not a caller's process
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         loaded = [m for m in HEAVY_MODULES if m in sys.modules]
         logging.getLogger("cscniche").info("modules imported: %s", " ".join(loaded) or "none")
     except InputError as exc:
