@@ -132,7 +132,26 @@ def test_wu_cid4465_t_cells_survive_adaptive_qc(tmp_path):
     )
     for ct in ("T-cells", "PVL", "Cancer Epithelial"):
         assert adaptive.loc[ct, "n_cells_out"] >= 0.95 * adaptive.loc[ct, "n_cells_in"], adaptive.loc[ct]
+    assert (adaptive.loc["all", "n_cells_in"], adaptive.loc["all", "n_cells_out"], adaptive.loc["all", "doublets"]) == (1564, 1562, 2)  # fmt: skip
     assert not adaptive["note"].str.contains("QC removed").any()
+
+
+@pytest.mark.slow
+def test_exact_neighbour_doublets_match_scanpys_approximate_default_on_real_tumours():
+    """detect_doublets uses exact kNN; scanpy's default above ~1,370 cells is pynndescent (slower: numba compile and
+    ~2x the time per cell). On both droplet tumours the same cells are called, scores agree to r > 0.999."""
+    import scanpy as sc
+
+    for name, n_cells, n_dbl in (("tumour/wu2021_tnbc_CID4465.h5ad", 1564, 2), ("tumour/moncada2020_pdac_a_sc.h5ad", 1926, 6)):  # fmt: skip
+        raw = ad.read_h5ad(shared_file(name))
+        x = sparse.csr_matrix(raw.X, dtype=np.float32)
+        assert x.shape[0] == n_cells and np.allclose(x.data, np.round(x.data))  # raw counts, all cells
+        score, pred, _ = detect_doublets(x, seed=0)
+        ref = ad.AnnData(x.copy())
+        sc.pp.scrublet(ref, expected_doublet_rate=0.05, n_prin_comps=30, random_state=0, verbose=False, use_approx_neighbors=True)  # fmt: skip
+        assert pred.sum() == n_dbl, (name, pred.sum())  # before QC's other filters (the QC table says 2 and 7)
+        np.testing.assert_array_equal(pred, ref.obs["predicted_doublet"].fillna(False).to_numpy(bool), err_msg=name)
+        assert np.corrcoef(score, ref.obs["doublet_score"].to_numpy(float))[0, 1] > 0.999, name
 
 
 def test_moncada_pdac_a_has_no_mt_genes_and_says_so(tmp_path):
