@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
 from conftest import ROOT
@@ -88,6 +89,8 @@ def test_snakemake_accepts_the_profile(tmp_path):
 _INTROSPECT = r"""
 import json, re, sys
 from pathlib import Path
+
+import h5py
 from snakemake.api import SnakemakeApi
 from snakemake.iocontainers import Wildcards
 from snakemake.settings.enums import Quietness
@@ -101,7 +104,7 @@ class FakeInput(list):
     def size_mb(self):
         return self._size_mb
 
-root, probe_dir = Path(sys.argv[1]), sys.argv[2]
+root, probe_dir, probe_h5ad = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 out = {}
 with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     wf = api.workflow(resource_settings=ResourceSettings(), snakefile=root / "Snakefile", workdir=root)._workflow
@@ -129,6 +132,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
                     "1000mb_a1": value(r, name, FakeInput([], 1000), 1),
                     "1000mb_a2": value(r, name, FakeInput([], 1000), 2),
                     "dir_a1": value(r, name, FakeInput([probe_dir], 0.004), 1),
+                    "h5ad_20000_cells_1000mb_a1": value(r, name, FakeInput([probe_h5ad], 1000), 1),
                 }
         out[r.name] = info
 print("JSON" + json.dumps(out))
@@ -141,13 +145,16 @@ def rules(tmp_path_factory):
     probe = tmp_path_factory.mktemp("mtx_folder")
     with open(probe / "matrix.mtx", "wb") as fh:  # a 500 MB file (sparse on disk) inside a folder input
         fh.truncate(500 * 1024**2)
-    res = subprocess.run([sys.executable, "-c", _INTROSPECT, str(ROOT), str(probe)], capture_output=True, text=True)
+    h5ad = probe / "cells.h5ad"  # what the resource functions read of an .h5ad: its number of cells
+    with h5py.File(h5ad, "w") as f:
+        f.create_group("X").attrs["shape"] = (20_000, 10)
+    res = subprocess.run([sys.executable, "-c", _INTROSPECT, str(ROOT), str(probe), str(h5ad)], capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return json.loads(res.stdout.split("JSON", 1)[1])
 
 
 #: rules that read their whole input in blocks of rows (cscniche.load._ondisk): memory does not grow with it
-STREAMED = {"qc"}
+STREAMED: set[str] = set()
 
 
 def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_and_attempt(rules):
@@ -171,6 +178,20 @@ def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_
         if not rt["1000mb_a2"] > rt["1000mb_a1"] > 0:
             problems.append(f"{name}: runtime does not grow on a retry {rt}")
     assert not problems, "\n".join(problems)
+
+
+def test_qc_asks_for_the_memory_of_one_scrublet_batch(rules):
+    """QC streams its input but holds one Scrublet batch (DOUBLET_BATCH cells): memory grows with the input up to
+    that many cells. A 1,000 MB .h5ad of 20,000 cells asks for the memory of 500 MB."""
+    from cscniche.preprocess._qc import DOUBLET_BATCH
+
+    assert f"batch_cells={DOUBLET_BATCH:_}" in (ROOT / "workflow/rules/preprocess.smk").read_text()
+    mem = rules["qc"]["mem_mb"]
+    assert mem["1000mb_a1"] > mem["0mb_a1"] > 0
+    half = mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * DOUBLET_BATCH / 20_000
+    assert abs(mem["h5ad_20000_cells_1000mb_a1"] - half) <= 1, mem
+    # the measured peak of a 10,000-cell batch of 1,960 genes per cell (174 MB): 5.8 GB; the request covers it
+    assert mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * 174 / 1000 >= 5_800
 
 
 def test_tiny_rules_and_downloads_run_locally(rules):

@@ -215,13 +215,15 @@ def input_mb(input):
     return mb
 
 
-def mem_mb(base, per_input_mb=0.0, *, streamed=None, sketched=False, counted=None):
+def mem_mb(base, per_input_mb=0.0, *, streamed=None, sketched=False, counted=None, batch_cells=None):
     """Memory request (MB): base + per_input_mb x input size, doubled on each retry (attempt).
 
     So a job killed for exceeding its memory comes back with twice as much (retries: profiles/slurm).
     ``streamed(input)`` true: the step reads its input in blocks of rows, so only ``base`` counts.
     ``sketched``: the step reads at most scale.max_cells cells of its .h5ad input, so only that share counts.
     ``counted``: only the named input counts (the others are streamed).
+    ``batch_cells``: the step holds at most this many cells of its .h5ad input at a time, so only that share
+    counts.
     """
 
     def _mem(wildcards, input, attempt):
@@ -231,6 +233,8 @@ def mem_mb(base, per_input_mb=0.0, *, streamed=None, sketched=False, counted=Non
             mb = 0.0
         elif sketched:
             mb *= analysed_share(input[0]) if len(input) else 1.0
+        elif batch_cells:
+            mb *= analysed_share(input[0], batch_cells) if len(input) else 1.0
         return int((base + per_input_mb * mb) * 2 ** (attempt - 1))
 
     return _mem
@@ -241,11 +245,11 @@ def is_h5ad(input):
     return len(input) > 0 and str(input[0]).lower().endswith(".h5ad")
 
 
-def analysed_share(path):
-    """Share of an .h5ad's cells the analysis reads: scale.max_cells / cells, at most 1."""
+def analysed_share(path, limit=None):
+    """Share of an .h5ad's cells the analysis reads: ``limit`` (default scale.max_cells) / cells, at most 1."""
     import h5py
 
-    limit = config["scale"]["max_cells"]
+    limit = limit or config["scale"]["max_cells"]
     if not limit or not Path(path).is_file():
         return 1.0
     with h5py.File(path, "r") as f:
