@@ -89,8 +89,6 @@ def test_snakemake_accepts_the_profile(tmp_path):
 _INTROSPECT = r"""
 import json, re, sys
 from pathlib import Path
-
-import h5py
 from snakemake.api import SnakemakeApi
 from snakemake.iocontainers import Wildcards
 from snakemake.settings.enums import Quietness
