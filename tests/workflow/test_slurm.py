@@ -151,10 +151,6 @@ def rules(tmp_path_factory):
     return json.loads(res.stdout.split("JSON", 1)[1])
 
 
-#: rules that read their whole input in blocks of rows (cscniche.load._ondisk): memory does not grow with it
-STREAMED: set[str] = set()
-
-
 def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_and_attempt(rules):
     problems = []
     for name, r in rules.items():
@@ -166,10 +162,7 @@ def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_
             problems.append(f"{name}: resources lack mem_mb/runtime ({r['declared']})")
             continue
         mem, rt = r["mem_mb"], r["runtime"]
-        if name in STREAMED:
-            if not mem["1000mb_a1"] == mem["0mb_a1"] > 0:
-                problems.append(f"{name}: streams its input, so mem_mb should not grow with it {mem}")
-        elif not mem["1000mb_a1"] > mem["0mb_a1"] > 0:
+        if not mem["1000mb_a1"] > mem["0mb_a1"] > 0:
             problems.append(f"{name}: mem_mb does not grow with the input size {mem}")
         if not mem["1000mb_a2"] >= 2 * mem["1000mb_a1"] - 1:
             problems.append(f"{name}: mem_mb is not doubled on a retry {mem}")
