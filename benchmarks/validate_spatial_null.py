@@ -10,8 +10,11 @@
    (``cscniche.demo._layout`` puts 75 % of macrophages in the stem niches). Power = P(p < 0.05 and
    macrophages enriched). The demo's own macrophage enrichment is measured for comparison.
 3. Real tissue: CosMx (malignant: ``tumor*``) and MERFISH (malignant: ``Epithelial``) slides from
-   ``../shared/data/spatial``; pseudo-CSC = random contiguous patches of malignant cells (several sizes);
-   share of p < 0.05 per immune type.
+   ``../shared/data/spatial``; pseudo-CSC = random contiguous patches of malignant cells (several sizes),
+   and, as a generator that is *not* the patch model of ``patch_regrowth``, score-like labels: the top 5 or
+   10 % of malignant cells by a smooth random field (Gaussian-smoothed noise over the malignant cells, scale
+   3 or 8 median malignant nearest-neighbour distances, plus cell-level noise); share of p < 0.05 per
+   immune type.
 
 Usage: ``python benchmarks/validate_spatial_null.py [--quick] [--permutations N]``
 """
@@ -38,7 +41,7 @@ ShiftField, spatial_neighbour_enrichment = _sn.ShiftField, _sn.spatial_neighbour
 
 SHARED = ROOT.parent / "shared" / "data" / "spatial"
 IMMUNE = ["T", "Macrophage", "B", "NK"]
-NULLS = ("label_permutation", "spatial_shift")
+NULLS = ("label_permutation", "spatial_shift", "patch_regrowth")
 
 
 # ---------------------------------------------------------------- simulation
@@ -202,20 +205,39 @@ def real_slides():
         yield name, np.asarray(a.obsm["spatial"], dtype=float)[:, :2], t, comp, mal, sizes
 
 
-def run_real(n_labellings, n_perm):
+def smooth_field_labels(rng, xy, malignant, frac: float, scale: float) -> np.ndarray:
+    """Score-like CSC flag: the top ``frac`` of malignant cells by Gaussian-smoothed noise (400 random centres
+    among the malignant cells, length ``scale``) plus cell-level noise; independent of every other type."""
+    m = np.flatnonzero(malignant)
+    pts = xy[m]
+    centres = pts[rng.choice(len(pts), min(len(pts), 400), replace=False)]
+    w = rng.normal(size=len(centres))
+    d2 = ((pts[:, None, :] - centres[None]) ** 2).sum(-1)
+    f = (np.exp(-d2 / (2 * scale**2)) * w).sum(1) + 0.3 * np.std(w) * rng.normal(size=len(pts))
+    csc = np.zeros(len(xy), dtype=bool)
+    csc[m[f >= np.quantile(f, 1 - frac)]] = True
+    return csc
+
+
+def run_real(n_labellings, n_perm, generator="patches"):
     rows, agree = [], {}
     for name, xy, t, comp, mal, sizes in real_slides():
-        rng = np.random.default_rng([7, len(name)])
+        rng = np.random.default_rng([7, len(name)] if generator == "patches" else [8, len(name)])
+        spacing = float(np.median(cKDTree(xy[mal]).query(xy[mal], 2)[0][:, 1]))
         ag = []
         for i in range(n_labellings):
-            size = sizes[i % len(sizes)]
-            csc = contiguous_patches(rng, xy, mal, size, 1)
+            if generator == "patches":
+                size = sizes[i % len(sizes)]
+                csc = contiguous_patches(rng, xy, mal, size, 1)
+            else:
+                size = f"top {(5, 10)[i % 2]} %, scale {(3, 8)[(i // 2) % 2]}"
+                csc = smooth_field_labels(rng, xy, mal, (0.05, 0.10)[i % 2], spacing * (3, 8)[(i // 2) % 2])
             if i < 20:
                 ag.append(ShiftField(xy[mal], csc[mal]).identity_agreement(csc[mal]))
             for null in NULLS:
                 df = spatial_neighbour_enrichment(xy, t, comp, csc, mal, null=null, n_permutations=n_perm, seed=i)
                 df["slide"], df["size"], df["n_patches"] = i, size, 1
-                df["set"] = name
+                df["set"], df["generator"] = name, generator
                 rows.append(df)
         agree[name] = float(np.mean(ag))
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), agree
@@ -316,25 +338,34 @@ def _wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def real_section(n_real, n_perm, t0):
-    print(f"\n== 3. real tissue: {n_real} pseudo-CSC contiguous patches per slide, {n_perm} permutations")
-    real_df, ragree = run_real(n_real, n_perm)
+    frames = []
+    for generator in ("patches", "smooth field"):
+        what = "contiguous patches" if generator == "patches" else "score-like smooth-field labellings"
+        print(f"\n== 3. real tissue: {n_real} pseudo-CSC {what} per slide, {n_perm} permutations")
+        frames.append(_real_generator(n_real, n_perm, generator))
+        print(f"[{time.time() - t0:.0f} s]")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _real_generator(n_real, n_perm, generator):
+    real_df, ragree = run_real(n_real, n_perm, generator)
     for name, g in real_df.groupby("set") if len(real_df) else []:
         sizes_r = sorted(g["size"].unique())
         print(f"-- {name}: patch sizes {sizes_r}, n malignant {int(g.n_csc.iloc[0] + g.n_noncsc.iloc[0])}, "
               f"identity agreement {ragree[name]:.3f}")  # fmt: skip
         tab = fp_table(g)
         tab["n_links_type"] = g[g.null == "spatial_shift"].groupby("immune_type")["observed"].mean().round(1)
-        sh = g[g.null == "spatial_shift"].groupby("immune_type").p
-        tab["shift_n"] = sh.apply(lambda p: int(p.notna().sum()))
-        tab["shift_ci95"] = sh.apply(
-            lambda p: "{:.3f}-{:.3f}".format(*_wilson(float((p < 0.05).sum()), int(p.notna().sum())))
-        )
+        for null, short in (("spatial_shift", "shift"), ("patch_regrowth", "regrowth")):
+            sh = g[g.null == null].groupby("immune_type").p
+            tab[f"{short}_n"] = sh.apply(lambda p: int(p.notna().sum()))
+            tab[f"{short}_ci95"] = sh.apply(
+                lambda p: "{:.3f}-{:.3f}".format(*_wilson(float((p < 0.05).sum()), int(p.notna().sum())))
+            )
         print(tab.to_string())
         print(
             "by patch size:",
             g.assign(sig=g.p < 0.05).pivot_table(index="size", columns="null", values="sig").round(3).to_dict(),
         )
-    print(f"[{time.time() - t0:.0f} s]")
     return real_df
 
 

@@ -224,13 +224,14 @@ class NeighboursParams(Params):
     n_permutations: int = 10000
     spatial_k: int = 10
     spatial_radius: float | None = None
-    spatial_null: str = "spatial_shift"
+    spatial_null: str = "patch_regrowth"
     squidpy_enrichment: bool = False
 
     def __post_init__(self):
-        if self.spatial_null not in ("spatial_shift", "label_permutation"):
+        if self.spatial_null not in ("patch_regrowth", "spatial_shift", "label_permutation"):
             raise ValueError(
-                f"neighbours.spatial_null must be spatial_shift or label_permutation, not {self.spatial_null!r}"
+                "neighbours.spatial_null must be patch_regrowth, spatial_shift or label_permutation, "
+                f"not {self.spatial_null!r}"
             )
 
 

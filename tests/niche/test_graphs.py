@@ -291,13 +291,13 @@ def test_stages_use_every_graph_the_same_way():
     assert list(dict.fromkeys(nb["neighbourhood"])) == ["knn", "spatial"]
     from cscniche.niche.spatial_null import spatial_neighbour_enrichment
 
-    # the spatial block is the spatial-shift null on the k-nearest graph (issue 16: the new default)
+    # the spatial block is the patch-regrowth null on the k-nearest graph (issue 16: the default)
     direct = spatial_neighbour_enrichment(
         a.obsm["spatial"], a.obs["cell_type"].to_numpy(), a.obs["compartment"].to_numpy(),
         a.obs["csc"].to_numpy(), None, k=4, n_permutations=50, seed=2,
     )  # fmt: skip
     sp = nb[(nb["neighbourhood"] == "spatial") & (nb["definition"] == "primary")]
-    assert (sp["null"] == "spatial_shift").all()
+    assert (sp["null"] == "patch_regrowth").all()
     np.testing.assert_allclose(sp["p"].to_numpy(dtype=float), direct["p"].to_numpy(dtype=float))
     sq = cn.niche.nhood_enrichment(a, sample="s", neighbours=cn.NeighboursParams(n_permutations=20, spatial_k=4))
     assert set(sq["neighbourhood"]) == {"spatial"}

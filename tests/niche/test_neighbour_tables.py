@@ -1,4 +1,4 @@
-"""The neighbours step (issue 16): spatial-shift null by default, one row per immune type, CSC definitions,
+"""The neighbours step (issue 16): patch-regrowth null by default, one row per immune type, CSC definitions,
 threshold-free stemness rows whose null keeps spatial structure, the knn note, the sketch column."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_demo_niche_found_under_the_default_spatial_null(demo_table):
     df = demo_table
     assert list(df.columns) == NEIGHBOUR_COLUMNS
     sp = df[(df.neighbourhood == "spatial") & (df.definition == "calibrated")].set_index("immune_type")
-    assert (sp["null"] == "spatial_shift").all() and sp.index.is_unique  # one test per type, no mirror row
+    assert (sp["null"] == "patch_regrowth").all() and sp.index.is_unique  # one test per type, no mirror row
     for niche in ("Macrophage", "MDSC_like"):
         assert sp.loc[niche, "log2_enrichment"] > 0.5 and sp.loc[niche, "fdr"] < 0.05, niche
     for kept_out in ("T_CD8", "NK"):

@@ -93,10 +93,10 @@ def test_tables_have_numbers_for_every_definition_with_both_groups(real_run):
     cp = pd.read_csv(real_run / "moncada" / "checkpoints.tsv", sep="\t")
     mhc = cp[(cp.definition == "phenotype") & cp.gene.isin(["HLA-A", "B2M"])].drop_duplicates("gene").set_index("gene")
     assert (mhc["log2fc_csc_vs_noncsc"] < -0.15).all() and (mhc["fdr"] < 0.05).all(), mhc
-    # CosMx is the one spatial sample: its spatial rows use the field-shift null
+    # CosMx is the one spatial sample: its spatial rows use the patch-regrowth null
     nb = pd.read_csv(real_run / "cosmx" / "immune_neighbours.tsv", sep="\t")
     spatial = nb[(nb.neighbourhood == "spatial") & (nb.definition == "quantile")]
-    assert set(spatial["null"]) == {"spatial_shift"} and spatial["p"].notna().sum() >= 5
+    assert set(spatial["null"]) == {"patch_regrowth"} and spatial["p"].notna().sum() >= 5
     assert (spatial["fdr"] >= 0.05).all()  # no immune type enriched around the 18 top-decile cells
     # CosMx: the top-decile cells express more CD47 ("don't eat me"; log2 fold change 0.88, FDR 0.012)
     cp = pd.read_csv(real_run / "cosmx" / "checkpoints.tsv", sep="\t")

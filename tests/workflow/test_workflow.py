@@ -107,9 +107,9 @@ def test_demo_planted_truth_is_recovered(demo_run):
         auroc = roc_auc_score(cells.loc[mal, "truth_stem"], cells.loc[mal, "stemness"])
         assert auroc >= 0.95, (s, auroc)
         nb = pd.read_csv(demo_run / f"results/{s}/immune_neighbours.tsv", sep="\t")
-        # the calibrated call (first definition) under the default spatial-shift null
+        # the calibrated call (first definition) under the default patch-regrowth null
         sp = nb[(nb.neighbourhood == "spatial") & (nb.group == "CSC") & (nb.definition == "calibrated")]
-        assert set(sp["null"]) == {"spatial_shift"}
+        assert set(sp["null"]) == {"patch_regrowth"}
         sp = sp.set_index("immune_type")
         # the spatial-shift null keeps CSC patches intact (one slide is few independent observations): measured
         # Macrophage FDR 0.028/0.036, MDSC 0.065/0.043 (demo_p1/demo_p2); label permutation gave < 0.001

@@ -49,11 +49,13 @@ def neighbours(
     (:func:`cscniche.niche._definitions.csc_definitions`): one row per immune type from
     :func:`cscniche.niche.spatial_null.spatial_neighbour_enrichment` (statistic: the type's share among
     CSC neighbours minus its share among non-CSC neighbours; one test per type, no mirror nonCSC row).
-    Null: ``neighbours.spatial_null`` for ``spatial`` (default ``spatial_shift``: the CSC label field moved
+    Null: ``neighbours.spatial_null`` for ``spatial`` (default ``patch_regrowth``: each CSC patch re-grown
+    with its cell count around a random malignant cell; or ``spatial_shift``: the CSC label field moved
     rigidly against the tissue), ``label_permutation`` for ``knn``. Then ``definition = continuous`` rows:
     Spearman ``rho`` of ``stemness`` with each immune type's neighbour share across malignant cells
-    (:func:`cscniche.niche._continuous.neighbour_share_association`; spatial: stemness field shifted; knn:
-    permuted). ``fdr``: BH over the immune types of one neighbourhood and definition. ``sketch``: whether the
+    (:func:`cscniche.niche._continuous.neighbour_share_association`; spatial: stemness field shifted, for
+    either spatial null, since a continuous field has no patches to re-grow; knn or a spatial
+    ``label_permutation``: permuted). ``fdr``: BH over the immune types of one neighbourhood and definition. ``sketch``: whether the
     sample was analysed on a sketch (spatial rows then say how the graph is affected).
     """
     from . import _continuous, _definitions
@@ -98,6 +100,7 @@ def neighbours(
             t["group"] = np.where(t["immune_type"].astype(str) != "", "CSC", "")
             tables.append(t)
         if "stemness" in obs:
+            cont_null = "label_permutation" if null == "label_permutation" else "spatial_shift"
             res = _continuous.neighbour_share_association(
                 adj,
                 obs["stemness"].to_numpy(dtype=np.float64),
@@ -105,7 +108,7 @@ def neighbours(
                 compartment,
                 malignant,
                 coords=xy,
-                null=null,
+                null=cont_null,
                 n_permutations=neighbours.n_permutations,
                 seed=seed,
             )
@@ -118,7 +121,7 @@ def neighbours(
                     "sample": sample,
                     "neighbourhood": kind,
                     "definition": _definitions.CONTINUOUS,
-                    "null": ("stemness_shift" if null == "spatial_shift" else "stemness_permutation"),
+                    "null": ("stemness_shift" if cont_null == "spatial_shift" else "stemness_permutation"),
                     "group": "stemness",
                     "immune_type": res["types"] if len(res["types"]) else [""],
                     "n_csc": np.nan,
