@@ -343,16 +343,19 @@ class PatchRegrowth:
             if self._nbr is None:  # each malignant cell's nearest malignant cells, itself first
                 self._nbr = np.atleast_2d(self.tree.query(self.xy, min(self.n, _NEAREST))[1]).reshape(self.n, -1)
             seeds = rng.integers(self.n, size=(b, self.sizes.size))
-            for r in range(b):
-                lab = out[r]
-                for m, s in zip(self.sizes, seeds[r], strict=True):
-                    near = self._nbr[s]
-                    free = near[~lab[near]]
-                    if free.size < m:  # large patch or crowded neighbourhood: ask the tree for more cells
-                        q = min(self.n, 2 * (m + int(lab.sum())))
-                        near = np.atleast_1d(self.tree.query(self.xy[s], q)[1])
-                        free = near[~lab[near]]
-                    lab[free[:m]] = True
+            rows = np.arange(b)[:, None]
+            for j, m in enumerate(self.sizes):  # largest first; all draws at once
+                near = self._nbr[seeds[:, j]]  # draws x nearest cells of each draw's seed
+                free = ~out[rows, near]
+                rank = np.cumsum(free, axis=1)
+                short = rank[:, -1] < m  # large patch or crowded neighbourhood: ask the tree for more cells
+                r, c = np.nonzero(free & (rank <= m) & ~short[:, None])
+                out[r, near[r, c]] = True
+                for r in np.flatnonzero(short):
+                    lab = out[r]
+                    q = min(self.n, 2 * (int(m) + int(lab.sum())))
+                    cand = np.atleast_1d(self.tree.query(self.xy[seeds[r, j]], q)[1])
+                    lab[cand[~lab[cand]][:m]] = True
         if self.n_single:
             keys = rng.random((b, self.n))
             keys[out] = 2.0  # already CSC: never picked
