@@ -111,10 +111,11 @@ def test_demo_planted_truth_is_recovered(demo_run):
         sp = nb[(nb.neighbourhood == "spatial") & (nb.group == "CSC") & (nb.definition == "calibrated")]
         assert set(sp["null"]) == {"patch_regrowth"}
         sp = sp.set_index("immune_type")
-        # the spatial-shift null keeps CSC patches intact (one slide is few independent observations): measured
-        # Macrophage FDR 0.028/0.036, MDSC 0.065/0.043 (demo_p1/demo_p2); label permutation gave < 0.001
+        # the patch-regrowth null keeps CSC patches intact (one slide is few independent observations): measured
+        # Macrophage log2 1.64/1.49, FDR 0.001/0.0005, MDSC 1.44/1.44, FDR 0.009/0.002 (demo_p1/demo_p2); the
+        # field-shift null gave Macrophage FDR 0.028/0.036, MDSC 0.065/0.043
         assert sp.loc["Macrophage", "log2_enrichment"] > 0.8 and sp.loc["Macrophage", "fdr"] < 0.05, s
-        assert sp.loc["MDSC_like", "log2_enrichment"] > 0.8 and sp.loc["MDSC_like", "fdr"] < 0.1, s
+        assert sp.loc["MDSC_like", "log2_enrichment"] > 0.8 and sp.loc["MDSC_like", "fdr"] < 0.05, s
         for kept_out in ("T_CD8", "NK"):
             assert sp.loc[kept_out, "log2_enrichment"] < -1 and sp.loc[kept_out, "fdr"] < 0.05, (s, kept_out)
         assert sp.loc["B", "fdr"] > 0.05  # B cells sit in a follicle far from every malignant cell

@@ -37,6 +37,11 @@ Nulls (``null=``)
       in the same place; the pooled-share statistic partly absorbs that (links to non-CSC malignant cells are
       in the denominator of both groups). Score-like labellings (thresholded smooth random fields) on the
       real slides stayed calibrated (see ``benchmarks/validate_spatial_null.py``).
+    * The rarer label is re-grown: when CSC are more than half of the malignant cells (a marker phenotype
+      can label 96 % of the demo's tumour), the non-CSC form the patches and the CSC are the background.
+      Re-growing the majority instead made one giant patch whose complement, the few non-CSC, became one
+      compact group at the tumour's edge in every draw, and every immune type came out at p = 0.0002 with
+      |log2 enrichment| < 0.6 (demo, phenotype definition, 1,151 of 1,199 malignant cells).
     * Components depend on the 6-nearest-neighbour graph: two patches that touch count as one patch, and a
       scattered call is mostly single cells, for which the null is the label permutation (valid for
       scattered labels).
@@ -276,12 +281,16 @@ def _null_labels(null, is_csc, mal_xy, n_permutations, rng, rotate, field=None, 
             yield lab
         return
     if null == "patch_regrowth":
-        regrow = PatchRegrowth(mal_xy, is_csc)
+        # the rarer label forms the patches, the other is the background they sit in: with CSC the majority
+        # (a marker phenotype can label 90 % of a tumour), the non-CSC are re-grown and the CSC are the rest
+        flip = bool(is_csc.sum() > n / 2)
+        regrow = PatchRegrowth(mal_xy, ~is_csc if flip else is_csc)
         done = 0
         while done < n_permutations:
             b = min(chunk, n_permutations - done)
             done += b
-            yield regrow.labels(b, rng)
+            lab = regrow.labels(b, rng)
+            yield ~lab if flip else lab
         return
     field = field if field is not None else ShiftField(mal_xy, is_csc)
     done, tries = 0, 0
