@@ -85,6 +85,40 @@ def test_patch_regrowth_keeps_patch_sizes_and_count():
     assert lab.mean(axis=0).max() < 0.2 and (lab.sum(axis=0) > 0).mean() > 0.9
 
 
+def test_scattered_labels_are_not_patches_and_get_the_label_permutation(sim):
+    """Random labels form groups by chance (at 30 % CSC half of them touch another CSC): such a labelling is not
+    clustered (its CSC-CSC link count is not above 19 random labellings'), so the null is the label permutation,
+    draw for draw. Re-growing its chance groups as balls gave p < 0.05 in 0-0.8 % of tests and no power. A real
+    patch among scattered CSC makes the labelling clustered and is re-grown."""
+    xy, types, _ = sim.sim_slide(7, 150, 1)
+    mal = types == "Malignant"
+    comp = sim.compartments(types)
+    rng = np.random.default_rng(5)
+    for frac in (0.1, 0.3, 0.45):
+        clustered, compared = 0, 0
+        for _ in range(10):
+            lab = mal & (rng.random(len(xy)) < frac)
+            pr = PatchRegrowth(xy[mal], lab[mal])
+            assert len(pr.join_count_random) == 19
+            if pr.clustered:  # above all 19 random labellings: 1 labelling in 20 by chance
+                clustered += 1
+                continue
+            assert pr.sizes.size == 0 and pr.n_single == lab.sum()
+            if compared < 2:
+                a = spatial_neighbour_enrichment(xy, types, comp, lab, null="patch_regrowth", n_permutations=99, seed=3)
+                b = spatial_neighbour_enrichment(
+                    xy, types, comp, lab, null="label_permutation", n_permutations=99, seed=3
+                )
+                np.testing.assert_array_equal(a.p.to_numpy(), b.p.to_numpy())
+                compared += 1
+        assert clustered <= 2 and compared == 2, (frac, clustered)
+    patch = sim.contiguous_patches(rng, xy, mal, 150, 1)
+    mixed = patch | (mal & (rng.random(len(xy)) < 0.05))
+    pr = PatchRegrowth(xy[mal], mixed[mal])
+    assert pr.clustered and pr.join_count > 2 * pr.join_count_random.max()
+    assert pr.sizes[0] >= 150 and pr.sizes.sum() + pr.n_single == mixed.sum()
+
+
 def test_patch_regrowth_follows_local_density():
     """A 30-cell patch re-grown where malignant cells are 4x sparser covers ~4x the area (the ball of its 30
     nearest malignant cells), so it meets the neighbours a patch there would meet: the field shift moves an
