@@ -163,7 +163,7 @@ def test_majority_csc_null_calibrated(sim):
         ps.append(df.p.to_numpy())
     fp = float(np.mean(np.concatenate(ps) < 0.05))
     print(f"majority CSC: share of p < 0.05 over 180 tests {fp:.3f}")
-    assert fp <= 0.08  # measured 0.017 over 240 tests (60 slides, 199 draws)
+    assert fp <= 0.08  # measured 0.025 over 240 tests (60 slides, 199 draws; 0.017-0.050 per type)
 
 
 def test_planted_niche_found(sim):
