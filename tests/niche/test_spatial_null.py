@@ -83,6 +83,15 @@ def test_patch_regrowth_keeps_patch_sizes_and_count():
     assert (again == lab).all()  # the seed fixes the draws
     # every cell is reachable: over the draws CSC land all over the lattice, not near the observed patches only
     assert lab.mean(axis=0).max() < 0.2 and (lab.sum(axis=0) > 0).mean() > 0.9
+    # patches larger than the cached nearest-cell lists (48) take the tree path: still exact and contiguous
+    big = np.zeros(len(xy), dtype=bool)
+    big[np.argsort(np.linalg.norm(xy - [10, 10], axis=1), kind="stable")[:200]] = True
+    big[np.argsort(np.linalg.norm(xy - [32, 32], axis=1), kind="stable")[:60]] = True
+    pr = PatchRegrowth(xy, big)
+    assert pr.clustered and pr.sizes.tolist() == [200, 60]
+    lab = pr.labels(100, np.random.default_rng(2))
+    assert (lab.sum(axis=1) == 260).all()
+    assert min(PatchRegrowth(xy, row).sizes.max() for row in lab[:30]) >= 200
 
 
 def test_scattered_labels_are_not_patches_and_get_the_label_permutation(sim):
