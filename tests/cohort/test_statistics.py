@@ -217,3 +217,32 @@ def test_pseudobulk_leaves_out_a_patient_with_one_csc():
     t = test.set_index("gene")
     assert t.loc["CD274", "n_patients"] == 3  # 4 before, less the patient whose CSC group is one cell
     assert "s0 (fewer than 3 CSC or non-CSC cells)" in t.loc["CD274", "samples_left_out"]
+
+
+def test_vectorised_tests_equal_the_per_row_scipy_tests():
+    """``_tests`` (all rows at once) gives the numbers and notes of ``_one_test`` (scipy's ttest_1samp, exact
+    wilcoxon and binomtest, one row at a time) on groups of 1-12 patients with ties, zeros and constant effects."""
+    rng = np.random.default_rng(3)
+    groups = []
+    for i in range(400):
+        n = int(rng.integers(1, 13))
+        kind = i % 5
+        if kind == 0:
+            x = np.round(rng.normal(0.3, 1, n), 1)  # ties
+        elif kind == 1:
+            x = np.where(rng.random(n) < 0.4, 0.0, rng.normal(0, 1, n))  # zeros
+        elif kind == 2:
+            x = np.full(n, float(rng.choice([0.0, 0.7, -1.2])))  # constant
+        else:
+            x = rng.normal(rng.normal(0, 1), 1, n)
+        groups.append(x)
+    codes = np.concatenate([np.full(len(x), i) for i, x in enumerate(groups)])
+    shuffle = rng.permutation(len(codes))
+    got = cohort._tests(np.concatenate(groups)[shuffle], codes[shuffle], len(groups))
+    assert (got["n_patients"] == 1).sum() > 10 and (got["note"].str.contains("same effect")).sum() > 20
+    for i, x in enumerate(groups):
+        ref = cohort._one_test(x)
+        for col in ("mean_effect", "ci_low", "ci_high", "sd_effect", "p", "p_wilcoxon", "p_sign"):
+            assert got.loc[i, col] == pytest.approx(ref[col], rel=1e-9, abs=1e-15, nan_ok=True), (i, col, x)
+        for col in ("n_patients", "n_positive", "n_negative", "note", "test"):
+            assert got.loc[i, col] == ref[col], (i, col)
