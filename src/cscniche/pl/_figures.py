@@ -669,17 +669,25 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     comp = pd.crosstab(cells["sample"].astype(str), cells["compartment"].astype(str)).reindex(samples)
     comp_cols = _ordered(comp.columns, list(COMPARTMENT_COLOURS))
     frac = comp[comp_cols].div(comp.sum(axis=1), axis=0) * 100
-    fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * len(samples) * 3 + 4), 4.8))
+    n = len(samples)
+    if n <= 8:  # the three panels side by side
+        fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * n * 3 + 4), 4.8))
+    else:  # stacked, ~0.3 inch per sample (side by side, 40 samples drew a 148-inch-wide figure)
+        fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.3 * n + 3.5), 13.5))
     bottom = np.zeros(len(samples))
     for c in comp_cols:
         axes[0].bar(samples, frac[c], bottom=bottom, color=COMPARTMENT_COLOURS.get(c, "#8c8c8c"), label=c)
         bottom += frac[c].to_numpy()
     for i, s in enumerate(samples):
-        axes[0].text(i, 101, f"n={int(comp.loc[s].sum()):,}", ha="center", va="bottom", fontsize=7)
-    axes[0].set_ylim(0, 110)
+        axes[0].text(i, 101, f"n={int(comp.loc[s].sum()):,}", ha="center", va="bottom", fontsize=7,
+                     rotation=90 if n > 8 else 0)  # fmt: skip
+    axes[0].set_ylim(0, 125 if n > 8 else 110)
     axes[0].set_ylabel("% of cells")
     axes[0].set_title("compartments")
-    axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0, -0.15), ncol=4)
+    if n <= 8:
+        axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0, -0.15), ncol=4)
+    else:
+        axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     mal = cells["malignant"].astype(bool) if "malignant" in cells else cells["compartment"] == "malignant"
     csc = cells["csc"].astype(bool) if "csc" in cells else pd.Series(False, index=cells.index)
     g = pd.DataFrame({"sample": cells["sample"].astype(str), "mal": mal, "csc": csc & mal})
@@ -707,7 +715,7 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     axes[2].set_ylabel("% of immune cells")
     axes[2].set_title("immune cell types")
     for ax in axes:
-        ax.tick_params(axis="x", rotation=45 if len(samples) > 3 else 0, labelsize=8)
+        ax.tick_params(axis="x", rotation=(90 if n > 8 else 45) if n > 3 else 0, labelsize=8)
     fig.suptitle("Cohort: cell composition and CSC calls", fontsize=13)
     fig.tight_layout()
     return fig
