@@ -337,7 +337,7 @@ def test_demo_runs_through_the_scheduler_with_the_resources_each_rule_asks_for(s
 
     local, subs = _submitted_jobs(run.stdout)
     remote = {j["rule"] for j in subs}
-    assert {"load", "qc", "embed", "annotate", "score", "neighbours", "checkpoints", "export"} <= remote
+    assert {"load", "qc", "embed", "score", "neighbours", "checkpoints", "export"} <= remote
     assert {"demo_data", "cohort_tables"} <= {j["rule"] for j in local} and not remote & {"demo_data", "cohort_tables"}
     assert len({j["jobid"] for j in subs}) == len(subs), "every non-local job is submitted once"
 

@@ -55,7 +55,9 @@ rule qc:
 
 rule embed:
     input:
-        "results/{sample}/intermediate/qc.h5ad",
+        h5ad="results/{sample}/intermediate/qc.h5ad",
+        markers=config["annotation"]["markers"],
+        compartments=config["annotation"]["compartments"],
     output:
         intermediate("results/{sample}/intermediate/embedded.h5ad"),
     log:
@@ -72,29 +74,8 @@ rule embed:
         embedding=config["embedding"],
         qc=config["qc"],
         scale=config["scale"],
+        annotation=config["annotation"],
+        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
         seed=config["seed"],
     script:
         "../scripts/embed.py"
-
-
-rule annotate:
-    input:
-        h5ad="results/{sample}/intermediate/embedded.h5ad",
-        markers=config["annotation"]["markers"],
-        compartments=config["annotation"]["compartments"],
-    output:
-        intermediate("results/{sample}/intermediate/annotated.h5ad"),
-    log:
-        "logs/{sample}/annotate.log",
-    benchmark:
-        "logs/{sample}/annotate.benchmark.tsv"
-    conda:
-        "../../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 4),
-        runtime=runtime(10, 0.05),
-    params:
-        cell_type_key=lambda wc: sample_row(wc)["cell_type_key"],
-    script:
-        "../scripts/annotate.py"

@@ -3,7 +3,7 @@ config["cnv"]["gene_positions"] = resolve(config["cnv"]["gene_positions"])
 
 rule cnv:
     input:
-        h5ad="results/{sample}/intermediate/annotated.h5ad",
+        h5ad="results/{sample}/intermediate/embedded.h5ad",
     output:
         h5ad=intermediate("results/{sample}/intermediate/cnv.h5ad"),
         table="results/{sample}/malignant_calls.tsv",

@@ -1,4 +1,5 @@
-"""Thin adapter: normalise, embedding, kNN graph and clusters (cscniche.preprocess.embed_sample)."""
+"""Thin adapter: normalise, embedding, kNN graph, clusters, cell types and compartments
+(cscniche.preprocess.embed_sample with the annotation section)."""
 
 import sys
 from pathlib import Path
@@ -10,11 +11,15 @@ from cscniche._smk import section, step
 
 with step(snakemake):
     adata = preprocess.embed_sample(
-        snakemake.input[0],
+        snakemake.input.h5ad,
         sample=snakemake.wildcards.sample,
         embedding=section(snakemake, "embedding"),
         qc=section(snakemake, "qc"),
         scale=section(snakemake, "scale"),
         seed=snakemake.params.seed,
+        annotation=section(
+            snakemake, "annotation", markers=snakemake.input.markers, compartments=snakemake.input.compartments
+        ),
+        cell_type_key=snakemake.params.cell_type_key or None,
     )
     adata.write_h5ad(snakemake.output[0])

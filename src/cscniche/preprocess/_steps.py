@@ -1,4 +1,4 @@
-"""The preprocessing steps (rules ``qc``, ``embed``, ``annotate``): AnnData or paths in, AnnData/tables out."""
+"""The preprocessing steps (rules ``qc`` and ``embed``, which also annotates): AnnData or paths in, AnnData/tables out."""
 
 from __future__ import annotations
 
@@ -59,8 +59,11 @@ def embed_sample(
     qc: QcParams = QcParams(),
     scale: ScaleParams = ScaleParams(),
     seed: int = 0,
+    annotation: AnnotationParams | None = None,
+    cell_type_key: str | None = None,
 ) -> ad.AnnData:
-    """Read the QC-passed counts (a sketch of ``scale.max_cells`` when there are more), normalise, :func:`embed`.
+    """Read the QC-passed counts (a sketch of ``scale.max_cells`` when there are more), normalise, :func:`embed`
+    and, with ``annotation`` (the ``annotation`` config section), :func:`annotate` (the step of rule ``embed``).
 
     Returns
     -------
@@ -68,13 +71,16 @@ def embed_sample(
 
     Sets
     ----
-    Those of :func:`embed`, and ``uns['cscniche']['sketch']`` (cells read and in the file).
+    Those of :func:`embed`, and ``uns['cscniche']['sketch']`` (cells read and in the file); with ``annotation``,
+    those of :func:`annotate`.
     """
     adata = _emb.read_for_analysis(
         path, sample=sample, max_cells=scale.max_cells, target_sum=qc.target_sum, seed=seed,
         spatial_sketch=scale.spatial_sketch,
     )  # fmt: skip
     embed(adata, embedding=embedding, seed=seed)
+    if annotation is not None:
+        annotate(adata, cell_type_key=cell_type_key, markers=annotation.markers, compartments=annotation.compartments)
     return adata
 
 
