@@ -246,3 +246,27 @@ def test_vectorised_tests_equal_the_per_row_scipy_tests():
             assert got.loc[i, col] == pytest.approx(ref[col], rel=1e-9, abs=1e-15, nan_ok=True), (i, col, x)
         for col in ("n_patients", "n_positive", "n_negative", "note", "test"):
             assert got.loc[i, col] == ref[col], (i, col)
+
+
+def test_categorical_keys_with_unused_categories_give_the_string_keys_rows():
+    """Keys read as categoricals with categories no row uses (e.g. a subset of a table) are tested like strings."""
+    rng = np.random.default_rng(0)
+    eff = pd.DataFrame({
+        "patient": np.repeat([f"P{i}" for i in range(6)], 3),
+        "sample": np.repeat([f"P{i}_s" for i in range(6)], 3),
+        "immune_type": ["Macrophage", "T cell", "NK"] * 6,
+        "effect": rng.normal(0.5, 1, 18),
+    })  # fmt: skip
+    cat = eff.assign(
+        immune_type=pd.Categorical(eff["immune_type"], categories=["B cell", "Macrophage", "NK", "T cell"])
+    )
+    plain = cohort.across_patients(
+        cohort.per_patient(eff, {s: s[:2] for s in eff["sample"]}, keys=["immune_type"], value="effect"),
+        keys=["immune_type"], value="effect",
+    )  # fmt: skip
+    got = cohort.across_patients(
+        cohort.per_patient(cat, {s: s[:2] for s in cat["sample"]}, keys=["immune_type"], value="effect"),
+        keys=["immune_type"], value="effect",
+    )  # fmt: skip
+    assert got["immune_type"].astype(str).tolist() == plain["immune_type"].tolist() == ["Macrophage", "NK", "T cell"]
+    pd.testing.assert_frame_equal(got.assign(immune_type=got["immune_type"].astype(str)), plain, check_dtype=False)

@@ -696,10 +696,10 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     axes[1].bar(samples, pct, color=CSC_COLOUR)
     for i, s in enumerate(samples):
         axes[1].text(i, pct[i], f"{int(agg.loc[s, 'csc'])}/{int(agg.loc[s, 'mal'])}", ha="center", va="bottom",
-                     fontsize=7)  # fmt: skip
+                     fontsize=7, rotation=90 if n > 8 else 0)  # fmt: skip
     axes[1].set_ylabel("% CSC of malignant cells")
     axes[1].set_title("CSC calls")
-    axes[1].set_ylim(0, max(5.0, float(np.nanmax(pct)) * 1.25 if len(pct) else 5.0))
+    axes[1].set_ylim(0, max(5.0, float(np.nanmax(pct)) * (1.4 if n > 8 else 1.25) if len(pct) else 5.0))
     imm = cells[cells["compartment"] == "immune"]
     if imm.empty:
         axes[2].text(0.5, 0.5, "no immune cells", ha="center", va="center", transform=axes[2].transAxes)
