@@ -9,9 +9,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import false_discovery_control, mannwhitneyu
 
 from .._resources import resolve
+from .._scipy_stats import false_discovery_control, mannwhitneyu
 from .._tables import note_row
 
 log = logging.getLogger(__name__)

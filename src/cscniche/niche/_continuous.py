@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import rankdata, spearmanr
 
+from .._scipy_stats import rankdata, spearmanr
 from .spatial_null import ShiftField
 
 #: draws that keep fewer than this share of malignant cells on tumour are redrawn (spatial shift of stemness)

@@ -34,9 +34,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import false_discovery_control
 
 from .._params import DEFAULT_AXES as _DEFAULT_AXES
+from .._scipy_stats import false_discovery_control
 from .._tables import note_row
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import false_discovery_control
 
 from .._errors import InputError
 from .._params import CheckpointsParams, CrosstalkParams, EmbeddingParams, NeighboursParams
+from .._scipy_stats import false_discovery_control
 from . import _checkpoints as _cp
 from . import _crosstalk as _ct
 from . import _graphs as _nb

@@ -130,7 +130,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.spatial import cKDTree
-from scipy.stats import false_discovery_control
+
+from .._scipy_stats import false_discovery_control
 
 NULLS = ("spatial_shift", "patch_regrowth", "label_permutation")
 DEFAULT_NULL = "patch_regrowth"
