@@ -1,4 +1,4 @@
-"""Thin adapter: concatenate each per-sample table over the samples (cscniche.cohort.concat_tables), one job."""
+"""Thin adapter: concatenate each per-sample table over the samples (cscniche.cohort.write_cohort_table), one job."""
 
 import sys
 from pathlib import Path
@@ -7,9 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 
 from cscniche import cohort
 from cscniche._smk import step
-from cscniche._tables import GZIP
 
 with step(snakemake):
     for name, out in snakemake.output.items():
-        table = cohort.concat_tables(list(snakemake.input[name]))
-        table.to_csv(out, sep="\t", index=False, compression=GZIP if out.endswith(".gz") else None)
+        cohort.write_cohort_table(list(snakemake.input[name]), out)
