@@ -19,6 +19,7 @@ include: "workflow/rules/stemness.smk"
 include: "workflow/rules/niche.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sample.smk"
 
 
 rule all:

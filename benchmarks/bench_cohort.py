@@ -136,6 +136,14 @@ def compare_imports(other: Path, repeats: int = 3) -> None:
         print(f"| {rule} | {a:.2f} | {b:.2f} | {b / a:.2f} |", flush=True)
 
 
+def steps_of_one_job_samples(workdir: Path):
+    """Wall time of each step inside rule sample_steps (its ``logs/<sample>/steps.tsv``): step, sample, seconds."""
+    import pandas as pd
+
+    frames = [pd.read_csv(f, sep="\t").assign(sample=f.parent.name) for f in sorted(workdir.glob("logs/*/steps.tsv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "seconds", "sample"])
+
+
 def summarise(workdir: Path, wall: float) -> list[dict]:
     """Per-rule rows (jobs, mean and total seconds, peak memory, import seconds and share) and print them."""
     import pandas as pd
@@ -167,6 +175,13 @@ def summarise(workdir: Path, wall: float) -> list[dict]:
             f"| {r['step']} | {r['jobs']} | {r['mean_s']:.1f} | {r['total_s']:.0f} | {r['peak_gb']:.2f} | "
             f"{r['import_s']:.2f} | {r['import_share']:.0%} |"
         )
+    inner = steps_of_one_job_samples(workdir)
+    if len(inner):
+        print("\nsteps inside rule sample_steps (one job per small sample; one_job_below_mb), wall time per step:")
+        print("| step | samples | mean (s) | total (s) |")
+        print("|---|---|---|---|")
+        for step, g in inner.groupby("step", sort=False):
+            print(f"| {step} | {len(g)} | {g['seconds'].mean():.1f} | {g['seconds'].sum():.0f} |")
     total = float(steps["seconds"].sum())
     print(f"| whole workflow | {len(steps)} | | wall {wall:.0f} (sum of steps {total:.0f}) | "
           f"{steps['max_rss_gb'].max():.2f} | | |")  # fmt: skip
@@ -180,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=1, help="source cells summed per synthetic cell (1: source depth)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("bench_cohort"))
+    ap.add_argument("--one-job-below-mb", type=float, default=None,
+                    help="config one_job_below_mb (default: the config's; 0 runs every sample step by step)")  # fmt: skip
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--summarise-only", action="store_true", help="print the tables of an earlier run")
     ap.add_argument("--shared", type=Path, default=SHARED, help="folder of the source tumours (shared/data/tumour)")
@@ -204,7 +221,8 @@ def main(argv=None) -> int:
     print(f"cohort of {args.samples} x {args.cells} cells written in {time.perf_counter() - t0:.0f} s", flush=True)
     if args.generate_only:
         return 0
-    (wd / "config.yaml").write_text(f"samples: {sheet}\n")
+    one_job = "" if args.one_job_below_mb is None else f"one_job_below_mb: {args.one_job_below_mb}\n"
+    (wd / "config.yaml").write_text(f"samples: {sheet}\n{one_job}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd),
            "--cores", str(args.cores), "--configfile", str(wd / "config.yaml"), "--quiet", "rules"]  # fmt: skip
     t0 = time.perf_counter()

@@ -32,3 +32,13 @@ def test_import_seconds_times_the_deferred_packages(tmp_path):
     with_mods = bench_cohort.import_seconds(script, repeats=1, modules=["scipy.stats"])
     assert math.isfinite(bare) and math.isfinite(with_mods) and with_mods > bare
     assert math.isnan(bench_cohort.import_seconds(script, repeats=1, modules=["not_a_package_xyz"]))
+
+
+def test_the_steps_inside_a_one_job_sample_are_read_from_its_steps_table(tmp_path):
+    for sample, secs in (("s1", (2.5, 7.0)), ("s2", (3.5, 5.0))):
+        (tmp_path / "logs" / sample).mkdir(parents=True)
+        (tmp_path / f"logs/{sample}/steps.tsv").write_text(f"step\tseconds\nload\t{secs[0]}\nqc\t{secs[1]}\n")
+    inner = bench_cohort.steps_of_one_job_samples(tmp_path)
+    assert inner.groupby("step", sort=False)["seconds"].mean().to_dict() == {"load": 3.0, "qc": 6.0}
+    assert sorted(inner["sample"].unique()) == ["s1", "s2"]
+    assert bench_cohort.steps_of_one_job_samples(tmp_path / "none").empty

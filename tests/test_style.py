@@ -44,17 +44,21 @@ def test_code_style(cmd):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("one_job", [True, False])
 @pytest.mark.parametrize("on", [False, True])
-def test_squidpy_enrichment_is_opt_in(on):
+def test_squidpy_enrichment_is_opt_in(on, one_job):
     # squidpy's nhood_enrichment permutes every label (anti-conservative for patchy CSC, issue 16) and costs
-    # ~17 s per small sample (issue 18): scheduled only with neighbours.squidpy_enrichment
+    # ~17 s per small sample (issue 18): scheduled only with neighbours.squidpy_enrichment, as its own job or as
+    # a step of rule sample_steps (the demo's samples are small: one job each unless one_job_below_mb is 0)
     res = _run(
         sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(ROOT), "--forceall",
-        "--config", f"neighbours={{'squidpy_enrichment': {on}}}",
+        "--config", f"neighbours={{'squidpy_enrichment': {on}}}", f"one_job_below_mb={100 if one_job else 0}",
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = [ln.split()[0] for ln in res.stdout.splitlines() if ln.strip().startswith("nhood_enrichment ")]
-    assert bool(jobs) == on, res.stdout[-2000:]
+    fused = [ln.split()[0] for ln in res.stdout.splitlines() if ln.strip().startswith("sample_steps ")]
+    assert bool(jobs) == (on and not one_job) and bool(fused) == one_job, res.stdout[-2000:]
+    assert ("results/demo_p1/nhood_enrichment.tsv" in res.stdout) == on, res.stdout[-2000:]
 
 
 @pytest.mark.parametrize("on", [False, True])

@@ -433,3 +433,111 @@ def run_table_stage(snakemake, fn) -> None:
         )
     for name, t in table.items():
         t.to_csv(snakemake.output[0] if name is None else outputs[name], sep="\t", index=False)
+
+
+# ---- one job per sample: the per-sample steps run one after another in one process (rule sample_steps) ----
+
+
+class Files(list):
+    """A Snakemake-like list of files or values: positional entries, and names (``.h5ad``, ``.items()``).
+
+    Built from ``(name or None, value)`` pairs; with ``flatten``, a named list of files (e.g. ``gene_sets``)
+    adds each file to the list and its name returns them all, as in Snakemake's own ``input`` and ``output``.
+    """
+
+    def __init__(self, entries=(), *, flatten: bool = True):
+        flat, names = [], {}
+        for name, value in entries:
+            if flatten and isinstance(value, (list, tuple)):
+                flat.extend(value)
+                value = list(value)
+            else:
+                flat.append(value)
+            if name is not None:
+                names[name] = value
+        super().__init__(flat)
+        self._names = names
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("_names", {})
+        if name in names:
+            return names[name]
+        raise AttributeError(name)
+
+    def items(self):
+        return list(self._names.items())
+
+    def keys(self):
+        return list(self._names)
+
+
+class StepJob:
+    """What a step's thin script reads from ``snakemake``, for one step of a sample run in a shared process."""
+
+    def __init__(self, plan: dict, *, config: dict, wildcards: dict, scriptdir: str):
+        self.rule = plan["rule"]
+        self.input = Files(plan["input"])
+        self.output = Files(plan["output"])
+        self.log = Files(plan["log"])
+        self.params = Files(plan["params"], flatten=False)
+        self.wildcards = Files(list(wildcards.items()), flatten=False)
+        self.threads = plan.get("threads", 1)
+        self.resources = Files(flatten=False)
+        self.config = config
+        self.scriptdir = scriptdir
+
+
+def run_steps(snakemake) -> None:
+    """Run a sample's steps (``snakemake.params.plan``: one dict per step, in order) in this one process.
+
+    Each step is its own thin script, run as Snakemake would run it (``runpy``) with a :class:`StepJob` in place
+    of ``snakemake``: it reads and writes the same files, logs to its own log and fails the same way (one
+    ``ERROR:`` line naming the sample and the step, exit 1; Snakemake then deletes every output of the job).
+    Only the imports are shared, which is what a small sample's steps mostly spend their time on. The wall time
+    of each step goes to this job's log.
+    """
+    import os
+    import runpy
+    import time
+
+    os.environ["MPLBACKEND"] = "Agg"  # before any step imports matplotlib (scanpy does): figures go to files only
+    wildcards = dict(snakemake.wildcards.items())
+    lines = []
+    for plan in snakemake.params.plan:
+        job = StepJob(plan, config=snakemake.config, wildcards=wildcards, scriptdir=str(Path(plan["script"]).parent))
+        start = time.perf_counter()
+        runpy.run_path(plan["script"], init_globals={"snakemake": job}, run_name="__main__")
+        lines.append(f"{plan['rule']}\t{time.perf_counter() - start:.2f}")
+        if snakemake.log:
+            Path(snakemake.log.steps).write_text("step\tseconds\n" + "\n".join(lines) + "\n")
+    if type(snakemake).__module__.startswith("snakemake"):  # outputs complete: see step() on SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: where the demo's samples are generated (rule demo_data): small, 1,200 cells each
+DEMO_PREFIX = "resources/demo/"
+
+
+def input_size_mb(path: str | Path) -> float:
+    """Size of a sample's input in MB; a folder (a 10x matrix folder) counts every file in it."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 1024**2
+    return p.stat().st_size / 1024**2
+
+
+def one_job_samples(sheet, below_mb: float, *, workdir: str | Path = ".") -> list[str]:
+    """The samples whose steps run as one job (config ``one_job_below_mb``): local inputs smaller than
+    ``below_mb`` MB, and the demo's. A fetched sample (its size is unknown when the workflow is parsed) runs step
+    by step, as does every sample with ``below_mb`` 0.
+    """
+    if not below_mb or below_mb <= 0:
+        return []
+    out = []
+    for sample, path in sheet["path"].items():
+        path = str(path)
+        if path.startswith(DEMO_PREFIX):
+            out.append(sample)
+        elif not GENERATED.match(path) and input_size_mb(Path(workdir) / path) < below_mb:
+            out.append(sample)
+    return out

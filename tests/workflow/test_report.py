@@ -55,6 +55,9 @@ def report_run(tmp_path_factory):
     cfg["samples"] = "samples.tsv"
     cfg["neighbours"]["n_permutations"] = 200  # speed; the statistics are tested elsewhere
     cfg["figures"] = {"sample_pdf": True}  # off by default (issue 18); the PDF path is tested here
+    # demo_p1 (the demo always counts as small) runs as one job (rule sample_steps), flat (~1 MB) one job per
+    # step: the report must hold the figures of both
+    cfg["one_job_below_mb"] = 0.01
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ("--configfile", str(wd / "config.yaml"))
     run = run_snakemake(wd, *args, "--cores", "2")
@@ -201,7 +204,9 @@ def test_a_csc_definition_change_reruns_only_the_steps_after_the_csc_call(report
     args = ("--configfile", str(report_run / "config.yaml"))
     assert _dry_run_jobs(report_run, *args) == {}  # the finished run is complete
     jobs = _dry_run_jobs(report_run, *args, "--config", "csc={rule: quantile, quantile: 0.8}")
-    assert jobs.get("score") == len(SAMPLES) and "export" in jobs and "summary" in jobs, jobs
+    # flat, step by step: from score on; demo_p1, one job: that job again (its steps share the parameters)
+    assert jobs.get("score") == 1 and jobs.get("sample_steps") == 1, jobs
+    assert "export" in jobs and "summary" in jobs, jobs
     upstream = {"demo_data", "load", "qc", "embed", "cnv"}
     assert not upstream & set(jobs), f"a CSC change reruns {sorted(upstream & set(jobs))}: intermediates not kept"
     for s in SAMPLES:

@@ -253,24 +253,26 @@ def _run_on_slurm(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
 
-def _workdir(path: Path, sheet: str) -> Path:
+def _workdir(path: Path, sheet: str, **overrides) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "samples.tsv").write_text(sheet)
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["samples"] = "samples.tsv"
+    cfg.update(overrides)
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
     return path
 
 
 @pytest.fixture(scope="module")
 def slurm_runs(slurm, tmp_path_factory):
-    """The demo (one sample) and a sample with log-normalised values, run at the same time through SLURM."""
+    """The demo (one sample, one job per step) and a sample with log-normalised values (all its steps in one job,
+    rule sample_steps), run at the same time through SLURM."""
     import anndata as ad
     import numpy as np
     import scanpy as sc
 
     demo_sheet = "sample\tpath\tformat\tcell_type_key\ndemo_p2\tresources/demo/demo_p2.h5ad\th5ad\ttruth_cell_type\n"
-    good = _workdir(tmp_path_factory.mktemp("slurm_demo"), demo_sheet)
+    good = _workdir(tmp_path_factory.mktemp("slurm_demo"), demo_sheet, one_job_below_mb=0)
     bad = _workdir(tmp_path_factory.mktemp("slurm_bad"), "sample\tpath\nlognorm\tlognorm.h5ad\n")
     a = ad.AnnData(np.random.default_rng(0).poisson(3, (60, 50)).astype(np.float32))
     sc.pp.normalize_total(a)
@@ -367,12 +369,13 @@ def test_failing_job_is_retried_with_more_memory_and_its_log_is_kept_and_named(s
     wd, run = slurm_runs["bad"]
     assert run.returncode != 0
     _, subs = _submitted_jobs(run.stdout)
-    assert [j["rule"] for j in subs] == ["load", "load"], subs  # the first attempt and one retry
-    errors = re.findall(r"^Error in rule load:\n((?:    .*\n)+)", run.stdout, re.M)
+    # a small sample: all its steps are one job (rule sample_steps); the first attempt and one retry
+    assert [j["rule"] for j in subs] == ["sample_steps", "sample_steps"], subs
+    errors = re.findall(r"^Error in rule sample_steps:\n((?:    .*\n)+)", run.stdout, re.M)
     assert len(errors) == 2, run.stdout[-4000:]
     done = _jobcomp(slurm_runs["jobcomp"], wd)
     for job, error in zip(subs, errors, strict=True):
-        assert f".snakemake/slurm_logs/rule_load/lognorm/{job['slurm_id']}.log" in error  # named ...
+        assert f".snakemake/slurm_logs/rule_sample_steps/lognorm/{job['slurm_id']}.log" in error  # named ...
         assert job["log"].exists() and "ERROR: sample 'lognorm'" in job["log"].read_text(), job  # ... and kept
         rec = done[job["slurm_id"]]
         assert rec["JobState"] == "FAILED" and f"mem={job['mem_mb']}M" in rec["Tres"], (job, rec)
@@ -380,3 +383,4 @@ def test_failing_job_is_retried_with_more_memory_and_its_log_is_kept_and_named(s
     first, retry = subs
     assert retry["mem_mb"] >= 2 * first["mem_mb"] - 1 and retry["runtime"] > first["runtime"], subs
     assert not (wd / "results/lognorm/intermediate/loaded.h5ad").exists()
+    assert "look log-normalised" in (wd / "logs/lognorm/load.log").read_text()  # the step's own log names the cause

@@ -121,19 +121,28 @@ def test_demo_planted_truth_is_recovered(demo_run):
         assert sp.loc["B", "fdr"] > 0.05  # B cells sit in a follicle far from every malignant cell
 
 
-def test_two_runs_give_identical_tables(demo_run, tmp_path):
+def test_two_runs_give_identical_tables_one_job_per_sample_or_per_step(demo_run, tmp_path):
+    """demo_run ran each demo sample as one job (rule sample_steps: the default for small samples); this run takes
+    one job per step (one_job_below_mb: 0; embed then has 2 threads): every table is the same, byte for byte."""
     wd = _workdir(tmp_path / "again", DEMO_SHEET)
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["one_job_below_mb"] = 0
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(wd, "--configfile", str(wd / "config.yaml"), "--cores", "2")
-    for rel in (
-        "results/demo_p1/cells.tsv.gz",
-        "results/demo_p1/immune_neighbours.tsv",
-        "results/demo_p1/checkpoints.tsv",
-        "results/demo_p2/cells.tsv.gz",
-        "results/demo_p2/cells_all.tsv.gz",
-        "results/cohort/cells.tsv.gz",
-        "results/cohort/immune_neighbours.tsv",
-        "results/cohort/checkpoints.tsv",
-    ):
+    for s in ("demo_p1", "demo_p2"):  # which rules made them: the steps' timings of sample_steps, or each rule's log
+        assert (demo_run / f"logs/{s}/steps.tsv").is_file() and not (
+            demo_run / f"logs/{s}/score.benchmark.tsv"
+        ).exists()
+        assert (wd / f"logs/{s}/score.benchmark.tsv").is_file() and not (wd / f"logs/{s}/steps.tsv").exists()
+    tables = sorted(
+        str(p.relative_to(demo_run))
+        for p in (demo_run / "results").rglob("*.tsv*")
+        if "report" not in p.parts  # software versions, the config
+    )
+    assert (
+        len(tables) > 40 and "results/demo_p1/cells.tsv.gz" in tables and "results/cohort/crosstalk_test.tsv" in tables
+    )
+    for rel in tables:
         assert filecmp.cmp(demo_run / rel, wd / rel, shallow=False), rel
 
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.io import apply_wildcards
 from snakemake.utils import validate
 
 WORKFLOW_DIR = Path(workflow.basedir)
@@ -130,6 +131,33 @@ def sample_pdf_outputs():
     if not config.get("figures", {}).get("sample_pdf", False):
         return {}
     return {f"{name}_pdf": f"results/{{sample}}/figures/{name}.pdf" for name in _glue.SAMPLE_FIGURES}
+
+
+#: the per-sample figures (cscniche._smk.SAMPLE_FIGURES) and their label in the report
+SAMPLE_FIGURE_LABELS = {
+    "umap": "UMAP: cell type, compartment, stemness, CSC",
+    "scores": "Signature scores by group",
+    "csc_markers": "CSC marker detection",
+    "immune_neighbours": "Immune neighbours of CSC vs non-CSC",
+    "checkpoints": "Checkpoint genes by group",
+    "tissue_map": "Tissue map: CSC and immune cells",
+    "crosstalk": "Crosstalk on checkpoint axes",
+}
+assert tuple(SAMPLE_FIGURE_LABELS) == _glue.SAMPLE_FIGURES
+
+
+def sample_figure_outputs():
+    """The per-sample figures as report items (PNG; caption workflow/report/<name>.rst), by name."""
+    return {
+        name: report(
+            f"results/{{sample}}/figures/{name}.png",
+            caption=f"../report/{name}.rst",
+            category="Per sample",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": label},
+        )
+        for name, label in SAMPLE_FIGURE_LABELS.items()
+    }
 
 
 def all_outputs():
@@ -265,3 +293,85 @@ def runtime(base, per_input_mb=0.0):
         return int((base + per_input_mb * input_mb(input)) * attempt)
 
     return _rt
+
+
+# ---- one job per small sample (sample.smk, sample_steps); these read the rules defined before it ----
+
+
+def _entries(files, *, flatten=True):
+    """A rule's input, output, log or params as (name or None, value) pairs; a named list stays one pair."""
+    names = {i: (name, end) for name, (i, end) in files._get_names()}
+    out, i = [], 0
+    while i < len(files):
+        name, end = names.get(i, (None, None))
+        if flatten and end is not None:
+            out.append((name, [files[j] for j in range(i, end)]))
+            i = end
+        else:
+            out.append((name, files[i]))
+            i += 1
+    return out
+
+
+def _step_specs():
+    """Each step of SAMPLE_STEPS (sample.smk) as declared by its rule (script, input, output, log, params)."""
+    specs = []
+    for name in SAMPLE_STEPS:
+        r = getattr(rules, name)
+        script = WORKFLOW_DIR / "workflow" / "scripts" / f"{name}.py"
+        assert script.is_file(), script
+        specs.append(
+            {
+                "rule": name,
+                "script": str(script),
+                "input": _entries(r.input),
+                "output": _entries(r.output),
+                "log": _entries(r.log),
+                "params": _entries(r.params, flatten=False),
+            }
+        )
+    return specs
+
+
+def _fill(value, wildcards):
+    """A file pattern, an input function or a list of them, for one job's wildcards."""
+    if callable(value):
+        value = value(wildcards)
+    if isinstance(value, (list, tuple)):
+        return [_fill(v, wildcards) for v in value]
+    return apply_wildcards(str(value), wildcards)
+
+
+def sample_step_plan(wildcards):
+    """Each step's inputs, outputs, log and parameters for this sample (cscniche._smk.run_steps)."""
+    plan = []
+    for spec in SAMPLE_STEP_SPECS:
+        files = {k: [(n, _fill(v, wildcards)) for n, v in spec[k]] for k in ("input", "output", "log")}
+        params = [(n, v(wildcards) if callable(v) else v) for n, v in spec["params"]]
+        plan.append({"rule": spec["rule"], "script": spec["script"], **files, "params": params})
+    return plan
+
+
+def _sample_steps_io():
+    """The job's inputs (every step's, except files an earlier step makes) and outputs (every step's: the
+    intermediate AnnData as intermediate(), the figures as report items)."""
+    made, inputs, outputs = set(), [], {}
+    figures = {**sample_pdf_outputs(), **sample_figure_outputs()}
+    for spec in SAMPLE_STEP_SPECS:
+        for _, value in spec["input"]:
+            for v in value if isinstance(value, list) else [value]:
+                if callable(v) or (str(v) not in made and str(v) not in inputs):
+                    inputs.append(v if callable(v) else str(v))
+        for i, (name, value) in enumerate(spec["output"]):
+            made.add(str(value))
+            if spec["rule"] == "plot_sample":
+                outputs[f"figure_{name}"] = figures[name]
+            else:
+                key = f"{spec['rule']}_{name or i}"
+                outputs[key] = intermediate(str(value)) if "/intermediate/" in str(value) else str(value)
+    return inputs, outputs
+
+
+def sample_steps_logs():
+    """Each step's own log, named by the step (rule sample_steps writes them all)."""
+    return {spec["rule"]: str(spec["log"][0][1]) for spec in SAMPLE_STEP_SPECS}

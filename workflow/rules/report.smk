@@ -12,55 +12,7 @@ rule plot_sample:
         crosstalk="results/{sample}/crosstalk.tsv",
     output:
         **sample_pdf_outputs(),
-        umap=report(
-            "results/{sample}/figures/umap.png",
-            caption="../report/umap.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "UMAP: cell type, compartment, stemness, CSC"},
-        ),
-        scores=report(
-            "results/{sample}/figures/scores.png",
-            caption="../report/scores.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Signature scores by group"},
-        ),
-        csc_markers=report(
-            "results/{sample}/figures/csc_markers.png",
-            caption="../report/csc_markers.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "CSC marker detection"},
-        ),
-        immune_neighbours=report(
-            "results/{sample}/figures/immune_neighbours.png",
-            caption="../report/immune_neighbours.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Immune neighbours of CSC vs non-CSC"},
-        ),
-        checkpoints=report(
-            "results/{sample}/figures/checkpoints.png",
-            caption="../report/checkpoints.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Checkpoint genes by group"},
-        ),
-        tissue_map=report(
-            "results/{sample}/figures/tissue_map.png",
-            caption="../report/tissue_map.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Tissue map: CSC and immune cells"},
-        ),
-        crosstalk=report(
-            "results/{sample}/figures/crosstalk.png",
-            caption="../report/crosstalk.rst",
-            category="Per sample",
-            subcategory="{sample}",
-            labels={"sample": "{sample}", "figure": "Crosstalk on checkpoint axes"},
-        ),
+        **sample_figure_outputs(),
     log:
         "logs/{sample}/plot_sample.log",
     benchmark:

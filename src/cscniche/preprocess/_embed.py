@@ -132,7 +132,12 @@ def embed_and_cluster(adata: ad.AnnData, *, params: EmbeddingParams = EmbeddingP
 
     n_hvg = mark_variable_genes(adata, params.n_top_genes)
     n_comps = pca_size(params.n_pcs, n_obs=adata.n_obs, n_genes=n_hvg)
-    sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: with 2, the PCs differ by ~3e-6 (float32 sums in another order), enough to give UMAP's
+    # optimisation another layout; so the same seed gives the same embedding on any number of cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
     import_umap()  # scanpy's kNN connectivities and UMAP use umap-learn: compiled once, then cached on disk
     sc.pp.neighbors(adata, n_neighbors=min(params.n_neighbors, adata.n_obs - 1), n_pcs=n_comps, random_state=seed)
     sc.tl.leiden(
