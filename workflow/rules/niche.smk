@@ -124,9 +124,9 @@ rule patient_neighbours:
     output:
         "results/patients/{patient}/immune_neighbours_knn_shared.tsv",
     log:
-        "logs/patients/{patient}/neighbours.log",
+        "logs/patients/{patient}/patient_neighbours.log",
     benchmark:
-        "logs/patients/{patient}/neighbours.benchmark.tsv"
+        "logs/patients/{patient}/patient_neighbours.benchmark.tsv"
     wildcard_constraints:
         patient="[A-Za-z0-9_-]+",
     conda:

@@ -35,7 +35,7 @@ rule sample_steps:
         **sample_steps_logs(),
         steps="logs/{sample}/steps.tsv",
     benchmark:
-        "logs/{sample}/steps.benchmark.tsv"
+        "logs/{sample}/sample_steps.benchmark.tsv"
     wildcard_constraints:
         sample="|".join(ONE_JOB_SAMPLES) or "(?!)",
     conda:
