@@ -385,6 +385,32 @@ def test_qc_cells_shows_each_cell_type_and_marks_a_type_mostly_removed():
     plt.close("all")
 
 
+def test_qc_cells_of_a_large_cohort_stays_a_readable_size():
+    # 40 samples x 15 cell types drew a 100 x 114 inch figure (45 s to save, 2.1 GB): samples become rows of a
+    # table, and only the 40 sample / type rows losing the largest share of their cells are drawn
+    rows = []
+    for i in range(40):
+        rows.append({"sample": f"s{i:02d}", "cell_type": "all", "n_cells_in": 2500, "removed_low_genes": i,
+                     "doublets": 3, "n_cells_out": 2497 - i})  # fmt: skip
+        for t in range(15):
+            lost = 19 if (i, t) == (7, 3) else t % 5  # one type loses 19 of its 20 cells
+            rows.append({"sample": f"s{i:02d}", "cell_type": f"type{t}", "n_cells_in": 20, "removed_low_genes": lost,
+                         "doublets": 0, "n_cells_out": 20 - lost})  # fmt: skip
+    fig = plotting.qc_cells(pd.DataFrame(rows))
+    w, h = fig.get_size_inches()
+    assert w < 20 and h < 16, (w, h)
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_yticklabels()] == [f"s{i:02d}" for i in range(40)]
+    assert "2,497" in {t.get_text() for t in left.texts} and "2,458" in {t.get_text() for t in left.texts}
+    ticks = right.get_yticklabels()
+    assert len(ticks) == 40 and "the 40 of 600" in right.get_title()
+    worst = next(t for t in ticks if t.get_text() == "s07: type3 (n=20)")
+    assert worst.get_color() == "#d62728"  # the type losing 95 % is drawn, in red
+    shown = [t.get_text().split(": ")[1].split(" ")[0] for t in ticks if t is not worst]
+    assert set(shown) <= {"type4", "type9", "type14"}  # the others lose 20 %, the largest shares after s07's
+    plt.close("all")
+
+
 def test_software_versions_and_config(tmp_path):
     import scanpy
 

@@ -981,12 +981,34 @@ QC_FILTERS = [
 ]
 
 
+#: qc_cells: beyond this many samples the per-sample panel is a table (rows of samples) instead of grouped bars
+QC_BARS_MAX_SAMPLES = 8
+#: qc_cells: at most this many sample / cell-type rows, those losing the largest share of their cells
+QC_TYPE_ROWS_MAX = 40
+
+
+def _percent_table(ax, m, text, *, row_labels, col_labels, fontsize=7) -> None:
+    """A grey heatmap of percentages ``m`` (0-100, darker = more) with ``text`` in each cell and labelled axes."""
+    ax.imshow(m, cmap="Greys", vmin=0, vmax=200, aspect="auto")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if text[i][j]:
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=fontsize)
+    ax.set_yticks(range(len(row_labels)))
+    ax.set_yticklabels(row_labels, fontsize=7)
+    ax.set_xticks(range(len(col_labels)))
+    ax.set_xticklabels(col_labels, rotation=30, ha="right", fontsize=7)
+
+
 def qc_cells(qc: pd.DataFrame, *, warn_share: float = 0.5) -> Figure:
     """QC per sample and per cell type.
 
-    Left: per sample, cells in, cells failing each filter (a cell can fail several), doublets and cells kept.
-    Right (when the table has per-cell-type rows): for each sample's cell types, the percentage of the type's
-    cells failing each filter and the percentage kept; types losing more than ``warn_share`` are in red.
+    Left: per sample, cells in, cells failing each filter (a cell can fail several), doublets and cells kept:
+    grouped bars, or beyond :data:`QC_BARS_MAX_SAMPLES` samples a table of the counts shaded by the share of
+    the sample's cells. Right (when the table has per-cell-type rows): for each sample's cell types, the
+    percentage of the type's cells failing each filter and the percentage kept; types losing more than
+    ``warn_share`` are in red. Beyond :data:`QC_TYPE_ROWS_MAX` rows only the rows losing the largest share are
+    drawn (the title says so; every row is in the QC table).
     """
     if qc.empty or "sample" not in qc:
         return placeholder("no QC table", title="QC")
@@ -995,48 +1017,61 @@ def qc_cells(qc: pd.DataFrame, *, warn_share: float = 0.5) -> Figure:
     samples = list(per_sample["sample"].astype(str))
     cols = [("n_cells_in", "cells in", "#8c8c8c"), *QC_FILTERS, ("n_cells_out", "cells kept", "#55a868")]
     cols = [c for c in cols if c[0] in per_sample and (c[0].startswith("n_") or per_sample[c[0]].sum() > 0)]
+    n_all = len(per_type)
+    if n_all > QC_TYPE_ROWS_MAX:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lost = 1 - per_type["n_cells_out"].to_numpy(dtype=float) / per_type["n_cells_in"].to_numpy(dtype=float)
+        keep = np.sort(np.argsort(-np.nan_to_num(lost, nan=-1.0), kind="stable")[:QC_TYPE_ROWS_MAX])
+        per_type = per_type.iloc[keep]
     n_rows = len(per_type)
-    width_left = max(5, 1.3 * len(samples) * len(cols) / 3 + 2)
+    table = len(samples) > QC_BARS_MAX_SAMPLES
+    width_left = 1.0 * len(cols) + 3 if table else max(5, 1.3 * len(samples) * len(cols) / 3 + 2)
+    height = max(4.2, 0.28 * max(n_rows, len(samples) if table else 0) + 1.8)
     fig, axes = plt.subplots(
-        1, 2 if n_rows else 1, figsize=(width_left + (7 if n_rows else 3), max(4.2, 0.28 * n_rows + 1.8)),
+        1, 2 if n_rows else 1, figsize=(width_left + (7 if n_rows else 3), height),
         squeeze=False, gridspec_kw={"width_ratios": [width_left, 7]} if n_rows else None,
     )  # fmt: skip
     ax = axes[0, 0]
-    width = 0.8 / len(cols)
-    x = np.arange(len(samples))
-    for j, (c, label, colour) in enumerate(cols):
-        v = per_sample[c].to_numpy(dtype=float)
-        bars = ax.bar(x + (j - (len(cols) - 1) / 2) * width, v, width=width, color=colour, label=label)
-        ax.bar_label(bars, labels=[f"{int(a):,}" for a in v], fontsize=6, rotation=90, padding=2)
-    ax.set_xticks(x)
-    ax.set_xticklabels(samples, fontsize=8, rotation=45 if len(samples) > 4 else 0)
-    ax.set_ylabel("cells")
-    ax.margins(y=0.2)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=4)
-    ax.set_title("Cells per sample, removed by each filter", fontsize=10)
+    if table:
+        counts = np.column_stack([per_sample[c].to_numpy(dtype=float) for c, _, _ in cols])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = 100 * counts / per_sample["n_cells_in"].to_numpy(dtype=float)[:, None]
+        text = [[f"{int(v):,}" if np.isfinite(v) else "" for v in row] for row in counts]
+        _percent_table(ax, share, text, row_labels=samples, col_labels=[label for _, label, _ in cols])
+        ax.set_title("Cells per sample, removed by each filter\n(shade: % of the sample's cells)", fontsize=10)
+    else:
+        width = 0.8 / len(cols)
+        x = np.arange(len(samples))
+        for j, (c, label, colour) in enumerate(cols):
+            v = per_sample[c].to_numpy(dtype=float)
+            bars = ax.bar(x + (j - (len(cols) - 1) / 2) * width, v, width=width, color=colour, label=label)
+            ax.bar_label(bars, labels=[f"{int(a):,}" for a in v], fontsize=6, rotation=90, padding=2)
+        ax.set_xticks(x)
+        ax.set_xticklabels(samples, fontsize=8, rotation=45 if len(samples) > 4 else 0)
+        ax.set_ylabel("cells")
+        ax.margins(y=0.2)
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=4)
+        ax.set_title("Cells per sample, removed by each filter", fontsize=10)
     if n_rows:
         ax = axes[0, 1]
         fcols = [c for c in QC_FILTERS if c[0] in per_type] + [("n_cells_out", "kept", "#55a868")]
         n_in = per_type["n_cells_in"].to_numpy(dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             m = np.column_stack([100 * per_type[c].to_numpy(dtype=float) / n_in for c, _, _ in fcols])
-        ax.imshow(m, cmap="Greys", vmin=0, vmax=200, aspect="auto")
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                if np.isfinite(m[i, j]) and (m[i, j] > 0 or j == m.shape[1] - 1):
-                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=7)
+        text = [[f"{v:.0f}" if np.isfinite(v) and (v > 0 or j == m.shape[1] - 1) else "" for j, v in enumerate(row)]
+                for row in m]  # fmt: skip
         labels = [f"{s}: {c} (n={int(n)})" for s, c, n in zip(per_type["sample"], per_type["cell_type"], n_in,
                                                                    strict=True)]  # fmt: skip
-        ax.set_yticks(range(n_rows))
-        ax.set_yticklabels(labels, fontsize=7)
+        _percent_table(ax, m, text, row_labels=labels, col_labels=[label for _, label, _ in fcols])
         lost = (per_type["n_cells_out"].to_numpy(dtype=float) < (1 - warn_share) * n_in) & (n_in >= 10)
         for tick, bad in zip(ax.get_yticklabels(), lost, strict=True):
             if bad:
                 tick.set_color(CSC_COLOUR)
                 tick.set_fontweight("bold")
-        ax.set_xticks(range(len(fcols)))
-        ax.set_xticklabels([label for _, label, _ in fcols], rotation=30, ha="right", fontsize=7)
-        ax.set_title("% of each cell type's cells (red: more than half removed)", fontsize=10)
+        title = "% of each cell type's cells (red: more than half removed)"
+        if n_all > n_rows:
+            title = f"% of each cell type's cells: the {n_rows} of {n_all} sample / type rows\nlosing the most (red: more than half removed; all in qc.tsv)"  # noqa: E501
+        ax.set_title(title, fontsize=10)
     fig.suptitle("QC: cells removed by each filter and kept", fontsize=12)
     fig.tight_layout()
     return fig
