@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,3 +24,8 @@ def note_row(columns: list[str], note: str, *, blank: Iterable[str] = (), **valu
 
 #: gzip settings that make ``.tsv.gz`` outputs byte-identical across runs (no timestamp in the header)
 GZIP = {"method": "gzip", "mtime": 0}
+
+
+def open_maybe_gzip(path: str | Path, mode: str = "rt"):
+    """Open ``path`` for reading, through gzip when its name ends in ``.gz`` (``mode`` ``"rt"`` or ``"rb"``)."""
+    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)

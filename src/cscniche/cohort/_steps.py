@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._tables import open_maybe_gzip
+
 
 def cohort_statistics(
     *,
@@ -55,12 +57,8 @@ def concat_tables(paths: list[str | Path], *, sep: str = "\t") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _opener(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 def _header(path: Path) -> bytes:
-    with _opener(path) as fh:
+    with open_maybe_gzip(path, "rb") as fh:
         return fh.readline()
 
 
@@ -86,7 +84,7 @@ def write_cohort_table(paths: list[str | Path], out: str | Path, *, sep: str = "
         )
         dst.write(heads[0] if heads[0].endswith(b"\n") else heads[0] + b"\n")
         for path in paths:
-            with _opener(path) as src:
+            with open_maybe_gzip(path, "rb") as src:
                 src.readline()
                 last = b"\n"
                 while chunk := src.read(1 << 20):

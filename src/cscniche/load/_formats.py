@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import tarfile
@@ -22,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import io as spio
 from scipy import sparse
+
+from .._tables import open_maybe_gzip
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
     return hits[0] if hits else None
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)
-
-
 def read_mtx_dir(folder: str | Path) -> ad.AnnData:
     """Read a 10x mtx folder: ``[prefix]matrix.mtx[.gz]``, ``[prefix]features.tsv`` or ``genes.tsv`` and
     ``[prefix]barcodes.tsv`` (each gzipped or not). Gene symbols (second column when there is one)
@@ -64,7 +61,7 @@ def read_mtx_dir(folder: str | Path) -> ad.AnnData:
     ]
     if missing:
         raise ValueError(f"10x folder {folder} lacks {', '.join(missing)} (gzipped or not, any prefix)")
-    with gzip.open(mtx, "rb") if mtx.name.endswith(".gz") else open(mtx, "rb") as f:
+    with open_maybe_gzip(mtx, "rb") as f:
         m = sparse.csr_matrix(spio.mmread(f).T, dtype=np.float32)
     genes = pd.read_csv(feats, sep="\t", header=None, dtype=str)
     barcodes = pd.read_csv(bcs, sep="\t", header=None, dtype=str)[0].to_numpy()
@@ -104,7 +101,7 @@ def read_text_matrix(
     path = Path(path)
     name = path.name.lower()
     sep = "\t" if re.search(r"\.(tsv|txt)(\.gz)?$", name) else ","
-    with _open_text(path) as f:
+    with open_maybe_gzip(path) as f:
         header = f.readline().rstrip("\n").rstrip("\r").split(sep)
     blocks, rows = [], []
     for chunk in pd.read_csv(path, sep=sep, index_col=0, chunksize=chunksize, dtype={0: str}):

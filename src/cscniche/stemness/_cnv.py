@@ -29,7 +29,6 @@ label, against the label candidates) as the measure of the CNV step.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 from pathlib import Path
@@ -41,16 +40,13 @@ from scipy import sparse
 
 from .._params import CnvParams
 from .._resources import resolve
+from .._tables import open_maybe_gzip
 
 log = logging.getLogger(__name__)
 
 POSITION_COLUMNS = ("chromosome", "start", "end")
 #: the gene-position table shipped with the workflow (hg38, Bioconductor org.Hs.eg.db 3.16)
 DEFAULT_POSITIONS = "cscniche:reference/gene_positions_hg38.tsv.gz"
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)
 
 
 def read_gene_positions(path: str | Path) -> pd.DataFrame:
@@ -68,7 +64,7 @@ def read_gene_positions(path: str | Path) -> pd.DataFrame:
     if name.endswith((".gtf", ".gtf.gz")):
         rows = []
         pat = re.compile(r'gene_name "([^"]+)"')
-        with _open_text(path) as fh:
+        with open_maybe_gzip(path) as fh:
             for line in fh:
                 if line.startswith("#"):
                     continue
