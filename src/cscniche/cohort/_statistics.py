@@ -162,8 +162,8 @@ def _tests(x: np.ndarray, codes: np.ndarray, n_groups: int) -> pd.DataFrame:
     neg = np.bincount(cs, weights=xs < 0, minlength=n_groups).astype(int)
     m = pos + neg  # non-zero effects
     tested = n >= 2
-    df = np.maximum(n - 1, 1)
-    half = stats.t.ppf(0.975, df) * sd / np.sqrt(n)
+    dof = np.maximum(n - 1, 1)  # degrees of freedom of the one-sample t
+    half = stats.t.ppf(0.975, dof) * sd / np.sqrt(n)
     p_sign = np.where(m > 0, np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(pos, m - pos), np.maximum(m, 1), 0.5)), 1.0)
     p_wil = np.ones(n_groups)
     nz = (xs > 0) | (xs < 0)  # the m non-zero effects (NaN counts as neither)
@@ -173,7 +173,7 @@ def _tests(x: np.ndarray, codes: np.ndarray, n_groups: int) -> pd.DataFrame:
         p_wil[groups] = stats.wilcoxon(xs[rows].reshape(len(groups), size), axis=1, method="exact").pvalue
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean / (sd / np.sqrt(n))
-    p_t = np.minimum(1.0, 2 * stats.t.sf(np.abs(t), df))
+    p_t = np.minimum(1.0, 2 * stats.t.sf(np.abs(t), dof))
     flat = ptp == 0
     p = np.where(flat, p_sign, p_t)
     notes = []

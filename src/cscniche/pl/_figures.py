@@ -661,6 +661,11 @@ def crosstalk(table: pd.DataFrame, *, sample: str = "", top: int = 40) -> Figure
 
 
 # ------------------------------------------------------------------------------------------------- cohort
+#: cohort figures beyond this many samples change layout: cohort_composition stacks its panels, qc_cells draws
+#: its per-sample panel as a table (rows of samples) instead of grouped bars
+SIDE_BY_SIDE_MAX_SAMPLES = 8
+
+
 def cohort_composition(cells: pd.DataFrame) -> Figure:
     """Per sample: compartment composition (stacked %), CSC % of malignant cells, immune-type composition."""
     if cells.empty or "sample" not in cells:
@@ -670,7 +675,8 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     comp_cols = _ordered(comp.columns, list(COMPARTMENT_COLOURS))
     frac = comp[comp_cols].div(comp.sum(axis=1), axis=0) * 100
     n = len(samples)
-    if n <= 8:  # the three panels side by side
+    stacked = n > SIDE_BY_SIDE_MAX_SAMPLES  # beyond 8 samples the panels are stacked and the labels turned upright
+    if not stacked:  # the three panels side by side
         fig, axes = plt.subplots(1, 3, figsize=(max(12, 1.2 * n * 3 + 4), 4.8))
     else:  # stacked, ~0.3 inch per sample (side by side, 40 samples drew a 148-inch-wide figure)
         fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.3 * n + 3.5), 13.5))
@@ -680,11 +686,11 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
         bottom += frac[c].to_numpy()
     for i, s in enumerate(samples):
         axes[0].text(i, 101, f"n={int(comp.loc[s].sum()):,}", ha="center", va="bottom", fontsize=7,
-                     rotation=90 if n > 8 else 0)  # fmt: skip
-    axes[0].set_ylim(0, 125 if n > 8 else 110)
+                     rotation=90 if stacked else 0)  # fmt: skip
+    axes[0].set_ylim(0, 125 if stacked else 110)
     axes[0].set_ylabel("% of cells")
     axes[0].set_title("compartments")
-    if n <= 8:
+    if not stacked:
         axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0, -0.15), ncol=4)
     else:
         axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -696,10 +702,10 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     axes[1].bar(samples, pct, color=CSC_COLOUR)
     for i, s in enumerate(samples):
         axes[1].text(i, pct[i], f"{int(agg.loc[s, 'csc'])}/{int(agg.loc[s, 'mal'])}", ha="center", va="bottom",
-                     fontsize=7, rotation=90 if n > 8 else 0)  # fmt: skip
+                     fontsize=7, rotation=90 if stacked else 0)  # fmt: skip
     axes[1].set_ylabel("% CSC of malignant cells")
     axes[1].set_title("CSC calls")
-    axes[1].set_ylim(0, max(5.0, float(np.nanmax(pct)) * (1.4 if n > 8 else 1.25) if len(pct) else 5.0))
+    axes[1].set_ylim(0, max(5.0, float(np.nanmax(pct)) * (1.4 if stacked else 1.25) if len(pct) else 5.0))
     imm = cells[cells["compartment"] == "immune"]
     if imm.empty:
         axes[2].text(0.5, 0.5, "no immune cells", ha="center", va="center", transform=axes[2].transAxes)
@@ -715,7 +721,7 @@ def cohort_composition(cells: pd.DataFrame) -> Figure:
     axes[2].set_ylabel("% of immune cells")
     axes[2].set_title("immune cell types")
     for ax in axes:
-        ax.tick_params(axis="x", rotation=(90 if n > 8 else 45) if n > 3 else 0, labelsize=8)
+        ax.tick_params(axis="x", rotation=(90 if stacked else 45) if n > 3 else 0, labelsize=8)
     fig.suptitle("Cohort: cell composition and CSC calls", fontsize=13)
     fig.tight_layout()
     return fig
@@ -981,8 +987,6 @@ QC_FILTERS = [
 ]
 
 
-#: qc_cells: beyond this many samples the per-sample panel is a table (rows of samples) instead of grouped bars
-QC_BARS_MAX_SAMPLES = 8
 #: qc_cells: at most this many sample / cell-type rows, those losing the largest share of their cells
 QC_TYPE_ROWS_MAX = 40
 
@@ -1004,7 +1008,7 @@ def qc_cells(qc: pd.DataFrame, *, warn_share: float = 0.5) -> Figure:
     """QC per sample and per cell type.
 
     Left: per sample, cells in, cells failing each filter (a cell can fail several), doublets and cells kept:
-    grouped bars, or beyond :data:`QC_BARS_MAX_SAMPLES` samples a table of the counts shaded by the share of
+    grouped bars, or beyond :data:`SIDE_BY_SIDE_MAX_SAMPLES` samples a table of the counts shaded by the share of
     the sample's cells. Right (when the table has per-cell-type rows): for each sample's cell types, the
     percentage of the type's cells failing each filter and the percentage kept; types losing more than
     ``warn_share`` are in red. Beyond :data:`QC_TYPE_ROWS_MAX` rows only the rows losing the largest share are
@@ -1024,7 +1028,7 @@ def qc_cells(qc: pd.DataFrame, *, warn_share: float = 0.5) -> Figure:
         keep = np.sort(np.argsort(-np.nan_to_num(lost, nan=-1.0), kind="stable")[:QC_TYPE_ROWS_MAX])
         per_type = per_type.iloc[keep]
     n_rows = len(per_type)
-    table = len(samples) > QC_BARS_MAX_SAMPLES
+    table = len(samples) > SIDE_BY_SIDE_MAX_SAMPLES
     width_left = 1.0 * len(cols) + 3 if table else max(5, 1.3 * len(samples) * len(cols) / 3 + 2)
     height = max(4.2, 0.28 * max(n_rows, len(samples) if table else 0) + 1.8)
     fig, axes = plt.subplots(
