@@ -136,7 +136,13 @@ def test_residualise_removes_the_gene_count_trend():
 
 def test_bh_fdr_matches_scipy():
     p = np.random.default_rng(2).random(200) ** 2
+    p[[3, 50]] = p[7]  # ties
     np.testing.assert_allclose(m.bh_fdr(p), stats.false_discovery_control(p), atol=1e-12)
+    # NaN: kept, and not counted among the tests; the shape is kept
+    with_nan = np.r_[p[:100], np.nan, p[100:]].reshape(3, 67)
+    q = m.bh_fdr(with_nan)
+    assert q.shape == (3, 67) and np.isnan(q.ravel()[100])
+    np.testing.assert_allclose(np.delete(q.ravel(), 100), stats.false_discovery_control(p), atol=1e-12)
 
 
 def test_matched_random_sets_stay_in_their_bins():

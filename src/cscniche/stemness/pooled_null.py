@@ -8,7 +8,7 @@ all background cells: the null holds ``n_bg * n_ctrl`` values, so p can reach ``
 
 Inputs are what any random-set scheme produces: the observed per-cell index (``n_cells``) and the same index
 computed from ``n_ctrl`` expression-matched random gene sets (``n_cells x n_ctrl``). This module imports no
-other cscniche module.
+other cscniche module but the numpy Benjamini-Hochberg helper (:func:`cscniche._fdr.bh_fdr`).
 
 Rule (:func:`pooled_null`), with ``B`` the background cells (in this project: the malignant cells of the
 sample, chosen on purpose -- which cells form the background changes the calls, scdrs issues #3/#4):
@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from .._fdr import bh_fdr
+
 __all__ = [
     "PooledNull",
     "pooled_null",
@@ -50,24 +52,6 @@ __all__ = [
     "fit_null",
     "apply_null",
 ]
-
-
-def bh_fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN kept as NaN)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    pv = p[ok]
-    order = np.argsort(pv, kind="mergesort")
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
-    return q
 
 
 def _background(n: int, background) -> np.ndarray:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
+from ..._fdr import bh_fdr  # noqa: F401  (re-exported: cscniche.stemness.kernels.bh_fdr)
 from .mean import set_means
 
 
@@ -31,21 +32,6 @@ def residualise(score: np.ndarray, n_detected: np.ndarray, *, fit: np.ndarray | 
         return y - np.nanmean(y[ok]) if ok.any() else y
     b, a = np.polyfit(x[ok], y[ok], 1)
     return y - (a + b * x)
-
-
-def bh_fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN kept)."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full(p.size, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = ok.size
-    q = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(q[::-1])[::-1]
-    out[order] = np.minimum(q, 1.0)
-    return out
 
 
 def matched_random_sets(
