@@ -52,7 +52,8 @@ def _job(tmp_path, fail_at=None):
         )
         previous = out
     log = Files([("steps", str(tmp_path / "steps.tsv"))])
-    return Files([("plan", plan)], flatten=False), log
+    # the first step's output stands for an intermediate file no other job reads (keep_intermediates: false)
+    return Files([("plan", plan), ("scratch", [plan[0]["output"][0][1]])], flatten=False), log
 
 
 def test_run_steps_runs_each_step_in_order_with_its_own_files(tmp_path):
@@ -69,6 +70,7 @@ def test_run_steps_runs_each_step_in_order_with_its_own_files(tmp_path):
         assert "modules imported:" in (tmp_path / f"{name}.log").read_text()  # each step logged to its own log
     times = pd.read_csv(tmp_path / "steps.tsv", sep="\t")
     assert list(times["step"]) == ["load", "qc", "embed"] and (times["seconds"] >= 0).all()
+    assert not (tmp_path / "load.txt").exists()  # scratch: read by the next step, then deleted by the job
 
 
 def test_a_failing_step_stops_the_job_with_one_line_naming_sample_and_step(tmp_path, capsys):
@@ -84,7 +86,8 @@ def test_a_failing_step_stops_the_job_with_one_line_naming_sample_and_step(tmp_p
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ERROR: ") and "no cells left after QC" in err[-1] and "s1" in err[-1]
-    assert (tmp_path / "load.txt").exists() and not (tmp_path / "qc.txt").exists()
+    assert (tmp_path / "load.log").exists() and not (tmp_path / "qc.txt").exists()
+    assert not (tmp_path / "load.txt").exists()  # scratch is deleted when a step fails too
     assert not (tmp_path / "embed.txt").exists() and not (tmp_path / "embed.log").exists()  # later steps never ran
 
 

@@ -494,7 +494,8 @@ def run_steps(snakemake) -> None:
     of ``snakemake``: it reads and writes the same files, logs to its own log and fails the same way (one
     ``ERROR:`` line naming the sample and the step, exit 1; Snakemake then deletes every output of the job).
     Only the imports are shared, which is what a small sample's steps mostly spend their time on. The wall time
-    of each step goes to this job's log.
+    of each step goes to this job's log. The files of ``snakemake.params.scratch`` (intermediate files no other
+    job reads, with ``keep_intermediates: false``) are deleted when the job ends, also when a step fails.
     """
     import os
     import runpy
@@ -503,13 +504,18 @@ def run_steps(snakemake) -> None:
     os.environ["MPLBACKEND"] = "Agg"  # before any step imports matplotlib (scanpy does): figures go to files only
     wildcards = dict(snakemake.wildcards.items())
     lines = []
-    for plan in snakemake.params.plan:
-        job = StepJob(plan, config=snakemake.config, wildcards=wildcards, scriptdir=str(Path(plan["script"]).parent))
-        start = time.perf_counter()
-        runpy.run_path(plan["script"], init_globals={"snakemake": job}, run_name="__main__")
-        lines.append(f"{plan['rule']}\t{time.perf_counter() - start:.2f}")
-        if snakemake.log:
-            Path(snakemake.log.steps).write_text("step\tseconds\n" + "\n".join(lines) + "\n")
+    try:
+        for plan in snakemake.params.plan:
+            scriptdir = str(Path(plan["script"]).parent)
+            job = StepJob(plan, config=snakemake.config, wildcards=wildcards, scriptdir=scriptdir)
+            start = time.perf_counter()
+            runpy.run_path(plan["script"], init_globals={"snakemake": job}, run_name="__main__")
+            lines.append(f"{plan['rule']}\t{time.perf_counter() - start:.2f}")
+            if snakemake.log:
+                Path(snakemake.log.steps).write_text("step\tseconds\n" + "\n".join(lines) + "\n")
+    finally:  # files only the steps of this job read (keep_intermediates: false): gone, whatever happened
+        for path in dict(snakemake.params.items()).get("scratch", []):
+            Path(path).unlink(missing_ok=True)
     if type(snakemake).__module__.startswith("snakemake"):  # outputs complete: see step() on SIGINT
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -353,9 +353,11 @@ def sample_step_plan(wildcards):
 
 
 def _sample_steps_io():
-    """The job's inputs (every step's, except files an earlier step makes) and outputs (every step's: the
-    intermediate AnnData as intermediate(), the figures as report items)."""
-    made, inputs, outputs = set(), [], {}
+    """The job's inputs (every step's, except files an earlier step makes), outputs (every step's, the figures
+    as report items) and scratch files: with ``keep_intermediates: false`` the intermediate AnnData files are not
+    outputs of the job but scratch, deleted by the job itself when it ends (Snakemake removes a temp() file only
+    once the jobs that read it are done, and no other job reads these)."""
+    made, inputs, outputs, scratch = set(), [], {}, []
     figures = {**sample_pdf_outputs(), **sample_figure_outputs()}
     for spec in SAMPLE_STEP_SPECS:
         for _, value in spec["input"]:
@@ -366,10 +368,16 @@ def _sample_steps_io():
             made.add(str(value))
             if spec["rule"] == "plot_sample":
                 outputs[f"figure_{name}"] = figures[name]
+            elif "intermediate" in Path(str(value)).parts and not config.get("keep_intermediates", True):
+                scratch.append(str(value))
             else:
-                key = f"{spec['rule']}_{name or i}"
-                outputs[key] = intermediate(str(value)) if "/intermediate/" in str(value) else str(value)
-    return inputs, outputs
+                outputs[f"{spec['rule']}_{name or i}"] = str(value)
+    return inputs, outputs, scratch
+
+
+def sample_steps_scratch(wildcards):
+    """The scratch files of this sample's one job (see _sample_steps_io), deleted by the job when it ends."""
+    return [apply_wildcards(p, wildcards) for p in SAMPLE_STEPS_SCRATCH]
 
 
 def sample_steps_logs():

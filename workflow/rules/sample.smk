@@ -23,7 +23,7 @@ ONE_JOB_SAMPLES = _glue.one_job_samples(samples, config["one_job_below_mb"])
 SAMPLE_STEP_SPECS = _step_specs()
 
 
-SAMPLE_STEPS_INPUTS, SAMPLE_STEPS_OUTPUTS = _sample_steps_io()
+SAMPLE_STEPS_INPUTS, SAMPLE_STEPS_OUTPUTS, SAMPLE_STEPS_SCRATCH = _sample_steps_io()
 
 
 rule sample_steps:
@@ -46,6 +46,7 @@ rule sample_steps:
         runtime=runtime(60, 1.0),
     params:
         plan=sample_step_plan,
+        scratch=sample_steps_scratch,
     script:
         "../scripts/sample_steps.py"
 
