@@ -51,7 +51,8 @@ rule sample_steps:
         "../scripts/sample_steps.py"
 
 
-# a sample in ONE_JOB_SAMPLES: its files come from sample_steps (the rules below do not match the others')
+# a sample in ONE_JOB_SAMPLES: its files come from sample_steps; the wildcard constraint keeps sample_steps off
+# every other sample, whose files come from the step rules
 ruleorder: sample_steps > load
 ruleorder: sample_steps > qc
 ruleorder: sample_steps > embed
