@@ -237,10 +237,7 @@ COHORT_KEYS = {t: t.split(".")[0] for t in COHORT_TABLES}
 def input_mb(input):
     """Size of a job's input in MB; a directory (a 10x mtx folder) counts with every file in it."""
     mb = input.size_mb  # raises for inputs not made yet, which Snakemake shows as <TBD> in a dry run
-    for f in input:
-        if Path(f).is_dir():
-            mb += sum(p.stat().st_size for p in Path(f).rglob("*") if p.is_file()) / 1024**2
-    return mb
+    return mb + sum(_glue.input_size_mb(f) for f in input if Path(f).is_dir())
 
 
 def mem_mb(base, per_input_mb=0.0, *, streamed=None, sketched=False, counted=None, batch_cells=None):
@@ -299,7 +296,10 @@ def runtime(base, per_input_mb=0.0):
 
 
 def _entries(files, *, flatten=True):
-    """A rule's input, output, log or params as (name or None, value) pairs; a named list stays one pair."""
+    """A rule's input, output, log or params as (name or None, value) pairs; a named list stays one pair.
+
+    Names and positions come from Namedlist._get_names() (the method Snakemake itself uses to copy names between
+    lists): the public items() skips unnamed entries, and most rules' outputs and logs have no name."""
     names = {i: (name, end) for name, (i, end) in files._get_names()}
     out, i = [], 0
     while i < len(files):
