@@ -188,3 +188,9 @@ def test_doublets_are_called_in_bounded_batches_the_same_streamed_and_in_memory(
     pd.testing.assert_frame_equal(streamed, table, check_dtype=False)
     got = ad.read_h5ad(tmp_path / "out.h5ad")
     np.testing.assert_array_equal(got.obs["doublet_score"].to_numpy(), kept.obs["doublet_score"].to_numpy())
+    # two batches at once in worker processes (rule qc's threads): the same scores, bit for bit
+    par = qc_filter_file(tmp_path / "b.h5ad", tmp_path / "par.h5ad", sample="b", qc=QcParams(doublets="flag"),
+                         workers=2)  # fmt: skip
+    pd.testing.assert_frame_equal(par, streamed)
+    np.testing.assert_array_equal(ad.read_h5ad(tmp_path / "par.h5ad").obs["doublet_score"].to_numpy(),
+                                  got.obs["doublet_score"].to_numpy())  # fmt: skip

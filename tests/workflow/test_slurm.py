@@ -121,6 +121,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             local=r.name in wf._localrules or bool(r.norun),
             runs_code=bool(r.script or r.shellcmd or r.notebook or r.wrapper or (r.run_func and not r.norun)),
             threads_declared=bool(re.search(r"^\s+threads:", body, re.M)),
+            threads=int(m.group(1)) if (m := re.search(r"^\s+threads: (\d+)$", body, re.M)) else None,
             declared=sorted(k for k in r.resources if not k.startswith("_") and k != "tmpdir"),
         )
         if {"mem_mb", "runtime"} <= set(info["declared"]):
@@ -171,17 +172,19 @@ def test_every_cluster_rule_declares_threads_memory_and_runtime_scaled_by_input_
     assert not problems, "\n".join(problems)
 
 
-def test_qc_asks_for_the_memory_of_one_scrublet_batch(rules):
-    """QC streams its input but holds one Scrublet batch (DOUBLET_BATCH cells): memory grows with the input up to
-    that many cells. A 1,000 MB .h5ad of 20,000 cells asks for the memory of 500 MB."""
+def test_qc_asks_for_the_memory_of_the_scrublet_batches_it_runs_at_once(rules):
+    """QC streams its input but holds one Scrublet batch (DOUBLET_BATCH cells) per thread: memory grows with the
+    input up to threads x DOUBLET_BATCH cells. A 1,000 MB .h5ad of 20,000 cells asks for the memory of that share."""
     from cscniche.preprocess._qc import DOUBLET_BATCH
 
-    assert f"batch_cells={DOUBLET_BATCH:_}" in (ROOT / "workflow/rules/preprocess.smk").read_text()
+    threads = rules["qc"]["threads"]
+    assert threads == 2, rules["qc"]
+    assert f"batch_cells={threads * DOUBLET_BATCH:_}" in (ROOT / "workflow/rules/preprocess.smk").read_text()
     mem = rules["qc"]["mem_mb"]
     assert mem["1000mb_a1"] > mem["0mb_a1"] > 0
-    half = mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * DOUBLET_BATCH / 20_000
-    assert abs(mem["h5ad_20000_cells_1000mb_a1"] - half) <= 1, mem
-    # the measured peak of a 10,000-cell batch of 1,960 genes per cell (174 MB): 5.8 GB; the request covers it
+    share = mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * threads * DOUBLET_BATCH / 20_000
+    assert abs(mem["h5ad_20000_cells_1000mb_a1"] - share) <= 1, mem
+    # the measured peak of 10,000 cells of 1,960 genes per cell (174 MB) in one batch: 5.8 GB; the request covers it
     assert mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * 174 / 1000 >= 5_800
 
 

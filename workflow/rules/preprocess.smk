@@ -39,10 +39,11 @@ rule qc:
         "logs/{sample}/qc.benchmark.tsv"
     conda:
         "../../envs/core.yaml"
-    threads: 1
+    # Scrublet batches of DOUBLET_BATCH (5,000) cells, one per thread at once (a sample of one batch uses one)
+    threads: 2
     resources:
-        # Scrublet holds one batch of DOUBLET_BATCH (10,000) cells; measured peak 1.8 / 3.1 / 5.8 GB for 2,500 /
-        # 5,000 / 10,000 cells of 1,960 genes each (44 / 88 / 174 MB of .h5ad): 1,000 MB + 32 x MB of one batch
+        # measured peak 1.8 / 3.1 / 5.8 GB for Scrublet on 2,500 / 5,000 / 10,000 cells of 1,960 genes each (44 /
+        # 88 / 174 MB of .h5ad): 1,000 MB + 32 x MB of the 2 x 5,000 cells held at once
         mem_mb=mem_mb(1000, 32, batch_cells=10_000),
         runtime=runtime(10, 0.05),
     params:

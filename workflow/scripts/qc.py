@@ -17,5 +17,6 @@ with step(snakemake):
         qc=qc,
         cell_type_key=snakemake.params.cell_type_key or None,
         seed=snakemake.params.seed,
+        workers=snakemake.threads,
     )
     table.to_csv(snakemake.output.table, sep="\t", index=False)

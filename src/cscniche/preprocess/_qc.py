@@ -97,9 +97,19 @@ def detect_doublets(counts, *, seed: int = 0, expected_rate: float = 0.05) -> tu
     droplet tumours in ``../shared/data`` both give the same doublets (Wu CID4465 2 of 1,564, Moncada PDAC-A 6 of
     1,926; scores correlate at r > 0.9999), docs/performance.md.
 
+    BLAS runs on one thread (threadpoolctl), so the scores do not depend on the machine's core count or on how many
+    batches run at once (:func:`_doublets`).
+
     Returns the doublet score, the predicted-doublet mask and a note (empty, or why no doublet was called: too few
     cells, or Scrublet found no threshold).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _scrublet(counts, seed=seed, expected_rate=expected_rate)
+
+
+def _scrublet(counts, *, seed: int, expected_rate: float) -> tuple[np.ndarray, np.ndarray, str]:
     import scanpy as sc
 
     n = counts.shape[0]
@@ -269,34 +279,37 @@ def _doublet_mode(mode: str, spatial: bool) -> tuple[str, str]:
 
 
 #: Scrublet runs on at most this many cells at a time (QC memory stays bounded; a smaller sample is one batch). The
-#: exact kNN over the observed plus 2x simulated cells grows with the square of the batch: 10,000 keeps it ~7 s per
-#: batch, and a 10x channel rarely holds more cells than that (Scrublet is meant to run per channel).
-DOUBLET_BATCH = 10_000
+#: exact kNN over the observed plus 2x simulated cells grows with the square of the batch: per 1,000 cells of the
+#: 100,000-cell benchmark 0.62 s at 5,000 against 0.77-0.86 s at 10,000 (docs/performance.md), and Scrublet is
+#: meant to run per 10x channel, which holds ~5,000-10,000 cells.
+DOUBLET_BATCH = 5_000
 
 
-def _doublets(blocks, keep, mode, seed, rate, obs) -> tuple[np.ndarray, str]:
+def _doublets(blocks, keep, mode, seed, rate, obs, workers: int = 1) -> tuple[np.ndarray, str]:
     """Doublet mask over all cells; ``blocks`` yields the raw counts of the cells in ``keep``, in order, in blocks
     of any size. Scrublet runs per batch of consecutive kept cells (``ceil(n / DOUBLET_BATCH)`` batches of equal
-    size), so memory does not grow with the sample. Adds obs columns unless ``mode='off'``."""
+    size), so memory does not grow with the sample; with ``workers`` > 1 that many batches run at once in worker
+    processes (joblib's loky: fresh processes, so no fork of a process that used OpenMP), at most ``workers``
+    batches held at once. The scores do not depend on ``workers`` (each batch is seeded and single-threaded).
+    Adds obs columns unless ``mode='off'``.
+    """
     doublet = np.zeros(len(keep), dtype=bool)
     if mode == "off":
         return doublet, ""
     n = int(keep.sum())
     bounds = np.linspace(0, n, int(np.ceil(n / DOUBLET_BATCH)) + 1).astype(int)
-    scores, preds, notes = [], [], []
-    pending: list = []
-    have = 0
-    for block in blocks:
-        pending.append(sparse.csr_matrix(block))
-        have += block.shape[0]
-        while len(scores) < len(bounds) - 1 and have >= bounds[len(scores) + 1] - bounds[len(scores)]:
-            size = bounds[len(scores) + 1] - bounds[len(scores)]
-            rows = sparse.vstack(pending).tocsr()
-            score, pred, note = detect_doublets(rows[:size], seed=seed, expected_rate=rate)
-            scores.append(score)
-            preds.append(pred)
-            notes.append(note)
-            pending, have = [rows[size:]], rows.shape[0] - size
+    n_batches = len(bounds) - 1
+    workers = max(1, min(int(workers), n_batches))
+    batches = _batches(blocks, np.diff(bounds))
+    if workers == 1:
+        results = [detect_doublets(rows, seed=seed, expected_rate=rate) for rows in batches]
+    else:
+        from joblib import Parallel, delayed
+
+        # batches pickled to the workers (max_nbytes=None: no temporary memmap files)
+        run = Parallel(n_jobs=workers, backend="loky", pre_dispatch="n_jobs", max_nbytes=None)
+        results = run(delayed(detect_doublets)(rows, seed=seed, expected_rate=rate) for rows in batches)
+    scores, preds, notes = (list(x) for x in zip(*results, strict=True)) if results else ([], [], [])
     score = np.concatenate(scores) if scores else np.zeros(0)
     pred = np.concatenate(preds) if preds else np.zeros(0, dtype=bool)
     doublet[np.flatnonzero(keep)[pred]] = True
@@ -305,9 +318,23 @@ def _doublets(blocks, keep, mode, seed, rate, obs) -> tuple[np.ndarray, str]:
     obs["doublet_score"] = full
     obs["predicted_doublet"] = doublet
     notes = list(dict.fromkeys(x for x in notes if x))
-    if len(bounds) > 2:
-        notes.append(f"doublets called in {len(bounds) - 1} batches of about {bounds[1]:,} cells")
+    if n_batches > 1:
+        notes.append(f"doublets called in {n_batches} batches of about {bounds[1]:,} cells")
     return doublet, "; ".join(notes)
+
+
+def _batches(blocks, sizes):
+    """The rows of ``blocks`` (sparse blocks of any size, in order) regrouped into batches of ``sizes`` rows."""
+    pending: list = []
+    have, i = 0, 0
+    for block in blocks:
+        pending.append(sparse.csr_matrix(block))
+        have += block.shape[0]
+        while i < len(sizes) and have >= sizes[i]:
+            rows = sparse.vstack(pending).tocsr()
+            yield rows[: sizes[i]]
+            pending, have = [rows[sizes[i] :]], rows.shape[0] - sizes[i]
+            i += 1
 
 
 def qc_filter_file(
@@ -318,13 +345,15 @@ def qc_filter_file(
     qc: QcParams = QcParams(),
     cell_type_key: str | None = None,
     seed: int = 0,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """:func:`qc_filter` on an ``.h5ad`` of raw counts in ``X``, read in blocks of rows; returns the QC table.
 
     Writes the kept cells and genes to ``dst`` (raw counts in ``X``, no layers; ``obs``/``var`` gain the columns
     :func:`qc_filter` adds). One pass gathers the metrics (the adaptive thresholds need the whole sample), a second
     the cells passing them for Scrublet (in batches of at most :data:`DOUBLET_BATCH` cells, so memory stays bounded),
-    a third the genes' detection when ``min_cells`` > 0, the last writes.
+    a third the genes' detection when ``min_cells`` > 0, the last writes. ``workers``: Scrublet batches run at once
+    (each holds one batch in memory; results do not depend on it).
     Same cells, genes, metrics and table as :func:`qc_filter` (tested). On error nothing is left at ``dst``.
     """
     obs = ondisk.read_elem(src, "obs")
@@ -366,7 +395,7 @@ def qc_filter_file(
     doublets, note = _doublet_mode(qc.doublets, "spatial" in obsm)
     if doublets != "off":
         kept = (block[keep[start : start + block.shape[0]]] for start, block in ondisk.iter_rows(src))
-        doublet, note = _doublets(kept, keep, doublets, seed, qc.expected_doublet_rate, metrics)
+        doublet, note = _doublets(kept, keep, doublets, seed, qc.expected_doublet_rate, metrics, workers)
     final = keep & ~doublet if doublets == "remove" else keep
     labels = obs[cell_type_key] if cell_type_key and cell_type_key in obs else None
     table = qc_table(metrics, flags, doublet, final, sample=sample, labels=labels, th=th, adaptive=qc.adaptive,
