@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--pool", type=int, default=DEFAULT_POOL, help="source cells summed per synthetic cell")
     ap.add_argument("--generate-only", action="store_true", help="write the synthetic sample and exit")
+    ap.add_argument("--drop-intermediates", action="store_true",
+                    help="keep_intermediates: false (a 1,000,000-cell run writes ~18 GB per intermediate .h5ad)")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.source.exists():
         print(f"source {args.source} not found (../shared/data is needed)", file=sys.stderr)
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
         return 0
     sheet = wd / "samples.tsv"
     sheet.write_text(f"sample\tpath\tformat\tcell_type_key\n{sample}\t{data}\th5ad\t{args.cell_type_key}\n")
-    (wd / "config.yaml").write_text(f"samples: {sheet}\n")
+    drop = "keep_intermediates: false\n" if args.drop_intermediates else ""
+    (wd / "config.yaml").write_text(f"samples: {sheet}\n{drop}")
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd),
            "--cores", str(args.cores), "--configfile", str(wd / "config.yaml"), "--quiet", "rules"]  # fmt: skip

@@ -133,7 +133,9 @@ def test_wu_cnv_call_agrees_with_author_labels():
     assert table["cnv_only_f1"] >= 0.85  # the CNV score alone, ignoring lineage labels
 
 
-def test_block_by_block_infercnv_equals_one_infercnvpy_call(demo_annotated):
+def test_block_by_block_infercnv_equals_one_infercnvpy_call(demo_annotated, monkeypatch):
+    import concurrent.futures
+
     import infercnvpy
 
     from cscniche.stemness._cnv import infer_cnv
@@ -142,7 +144,12 @@ def test_block_by_block_infercnv_equals_one_infercnvpy_call(demo_annotated):
     annotate_positions(a, None, min_genes=100)
     ref = (a.obs["truth_compartment"] != "malignant").to_numpy()
     types = a.obs["truth_cell_type"].astype(str).to_numpy()
-    x_cnv, msq = infer_cnv(a, ref, groups=types, chunk_cells=700)  # 4 blocks, the last one short
+    with monkeypatch.context() as m:  # ours runs in this process: no pool is started
+        m.setattr(concurrent.futures, "ProcessPoolExecutor", None)
+        x_cnv, msq = infer_cnv(a, ref, groups=types, chunk_cells=700)  # 4 blocks, the last one short
+    import infercnvpy.tl._infercnv as impl
+
+    assert impl.process_map.__module__.startswith("tqdm")  # infercnvpy's own pool is back for the call below
     tmp = a.copy()
     tmp.obs["ref"] = np.where(ref, types, "__query__")
     _, whole, _ = infercnvpy.tl.infercnv(tmp, reference_key="ref", reference_cat=sorted(set(types[ref])),

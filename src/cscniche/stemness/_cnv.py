@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import anndata as ad
@@ -150,6 +151,11 @@ def infer_cnv(
     with the reference means computed once over the whole sample as infercnvpy computes them: the same blocks,
     the same result (tested), and only one block in flight. The result is kept sparse (float32) as infercnvpy
     returns it.
+
+    infercnvpy hands each block to a process pool (tqdm's ``process_map``) even with ``n_jobs=1``: one fork of
+    this process per block, the block and its result pickled across, and a memory reading that counts the
+    parent's pages twice (Snakemake's benchmark sums the process tree: ~10.5 GB for cnv on 100,000 cells).
+    :func:`_in_process` runs the same function on the same blocks in this process instead.
     """
     import infercnvpy as cnv
 
@@ -160,20 +166,41 @@ def infer_cnv(
     parts, msq = [], []
     for start in range(0, adata.n_obs, chunk_cells):
         block = ad.AnnData(X[start : start + chunk_cells], var=adata.var)
-        _, res, _ = cnv.tl.infercnv(
-            block,
-            reference=ref_means,
-            window_size=window_size,
-            step=step,
-            dynamic_threshold=dynamic_threshold,
-            chunksize=chunk_cells,
-            n_jobs=1,
-            inplace=False,
-        )
+        with _in_process():
+            _, res, _ = cnv.tl.infercnv(
+                block,
+                reference=ref_means,
+                window_size=window_size,
+                step=step,
+                dynamic_threshold=dynamic_threshold,
+                chunksize=chunk_cells,
+                n_jobs=1,
+                inplace=False,
+            )
         res = sparse.csr_matrix(res, dtype=np.float64)
         msq.append(np.asarray(res.multiply(res).sum(axis=1)).ravel() / res.shape[1])
         parts.append(res.astype(np.float32))
     return sparse.vstack(parts, format="csr"), np.concatenate(msq)
+
+
+@contextmanager
+def _in_process():
+    """infercnvpy's ``process_map`` replaced by a plain map in this process, for the duration of the block.
+
+    infercnvpy 0.6 calls ``process_map(_infercnv_chunk, blocks, ...)`` and unpacks the list it returns; the
+    replacement returns the same list from the same calls (a test compares against infercnvpy's own call).
+    """
+    import infercnvpy.tl._infercnv as impl
+
+    def serial(fn, *iterables, **_tqdm_kwargs):
+        return list(map(fn, *iterables))
+
+    original = impl.process_map
+    impl.process_map = serial
+    try:
+        yield
+    finally:
+        impl.process_map = original
 
 
 def smooth_over_graph(values: np.ndarray, graph: sparse.spmatrix | None) -> np.ndarray:
