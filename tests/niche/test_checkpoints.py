@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import DATA
@@ -235,3 +236,20 @@ def test_checkpoint_tables_are_the_three_steps_in_one_read():
     pd.testing.assert_frame_equal(both["pseudobulk"], cn.niche.checkpoint_pseudobulk(a, sample="s", genes=p.genes))
     pd.testing.assert_frame_equal(both["niche"], cn.niche.niche_checkpoints(a, sample="s", checkpoints=p))
     assert (both["niche"]["neighbourhood"] == "spatial").all() and len(both["checkpoints"]) > 0
+
+
+def test_checkpoint_columns_are_the_whole_matrix_columns_without_copying_it():
+    """_Columns slices only the checkpoint genes' columns (one pass, dense, same dtype), found by position in the
+    whole matrix and under panel spellings; the tables read them instead of a CSC copy of the whole matrix."""
+    from scipy import sparse
+
+    from cscniche.niche._checkpoints import _by_column, _dense_col
+
+    m = sparse.random(300, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    names = pd.Index([f"G{i}" for i in range(38)] + ["HLA.A", "CD274"])
+    cols = _by_column(m, names, ["CD274", "HLA-A", "G3", "NOTHERE", "G3"])
+    assert cols.values.shape == (300, 3) and cols.values.dtype == np.float32
+    for i in (39, 38, 3):
+        np.testing.assert_array_equal(_dense_col(cols, i), m.toarray()[:, i])
+    dense = _by_column(m.toarray(), names, ["G5"])
+    np.testing.assert_array_equal(_dense_col(dense, 5), m.toarray()[:, 5])
