@@ -184,8 +184,9 @@ def test_qc_asks_for_the_memory_of_the_scrublet_batches_it_runs_at_once(rules):
     assert mem["1000mb_a1"] > mem["0mb_a1"] > 0
     share = mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * threads * DOUBLET_BATCH / 20_000
     assert abs(mem["h5ad_20000_cells_1000mb_a1"] - share) <= 1, mem
-    # the measured peak of 10,000 cells of 1,960 genes per cell (174 MB) in one batch: 5.8 GB; the request covers it
-    assert mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * 174 / 1000 >= 5_800
+    # the measured peak of two workers on 5,000 cells each of 1,960 genes per cell (174 MB together) and the parent:
+    # 7.0-7.5 GB (benchmarks/bench_pipeline.py, 100,000 and 1,000,000 cells); the request covers it
+    assert mem["0mb_a1"] + (mem["1000mb_a1"] - mem["0mb_a1"]) * 174 / 1000 >= 7_500
 
 
 def test_tiny_rules_and_downloads_run_locally(rules):

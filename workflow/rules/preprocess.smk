@@ -43,8 +43,9 @@ rule qc:
     threads: 2
     resources:
         # measured peak 1.8 / 3.1 / 5.8 GB for Scrublet on 2,500 / 5,000 / 10,000 cells of 1,960 genes each (44 /
-        # 88 / 174 MB of .h5ad): 1,000 MB + 32 x MB of the 2 x 5,000 cells held at once
-        mem_mb=mem_mb(1000, 32, batch_cells=10_000),
+        # 88 / 174 MB of .h5ad) in one process; two 5,000-cell workers and the streaming parent 7.0-7.5 GB (100,000
+        # and 1,000,000 cells): 2,000 MB + 32 x MB of the 2 x 5,000 cells held at once
+        mem_mb=mem_mb(2000, 32, batch_cells=10_000),
         runtime=runtime(10, 0.05),
     params:
         qc=config["qc"],
