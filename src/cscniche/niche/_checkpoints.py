@@ -78,11 +78,8 @@ def _by_column(m, var_names, genes) -> _Columns:
     return _Columns(m, var_names, genes)
 
 
-def _dense_col(m, i: int) -> np.ndarray:
-    if isinstance(m, _Columns):
-        return m.column(i)
-    c = m[:, i]
-    return c.toarray().ravel() if sparse.issparse(c) else np.asarray(c).ravel()
+def _dense_col(m: _Columns, i: int) -> np.ndarray:
+    return m.column(i)
 
 
 def expressed_enough(det_a: np.ndarray, det_b: np.ndarray, *, min_frac: float, min_cells: int) -> bool:

@@ -164,9 +164,9 @@ def infer_cnv(
     X = adata.X
     ref_means = np.vstack([np.asarray(np.mean(X[reference & (labels == c), :], axis=0)) for c in cats])
     parts, msq = [], []
-    for start in range(0, adata.n_obs, chunk_cells):
-        block = ad.AnnData(X[start : start + chunk_cells], var=adata.var)
-        with _in_process():
+    with _in_process():
+        for start in range(0, adata.n_obs, chunk_cells):
+            block = ad.AnnData(X[start : start + chunk_cells], var=adata.var)
             _, res, _ = cnv.tl.infercnv(
                 block,
                 reference=ref_means,
@@ -177,15 +177,15 @@ def infer_cnv(
                 n_jobs=1,
                 inplace=False,
             )
-        res = sparse.csr_matrix(res, dtype=np.float64)
-        msq.append(np.asarray(res.multiply(res).sum(axis=1)).ravel() / res.shape[1])
-        parts.append(res.astype(np.float32))
+            res = sparse.csr_matrix(res, dtype=np.float64)
+            msq.append(np.asarray(res.multiply(res).sum(axis=1)).ravel() / res.shape[1])
+            parts.append(res.astype(np.float32))
     return sparse.vstack(parts, format="csr"), np.concatenate(msq)
 
 
 @contextmanager
 def _in_process():
-    """infercnvpy's ``process_map`` replaced by a plain map in this process, for the duration of the block.
+    """infercnvpy's ``process_map`` replaced by a plain map in this process, while the blocks run.
 
     infercnvpy 0.6 calls ``process_map(_infercnv_chunk, blocks, ...)`` and unpacks the list it returns; the
     replacement returns the same list from the same calls (a test compares against infercnvpy's own call).
